@@ -1,0 +1,44 @@
+"""Build torch_npu_sim: the simulated runtime plus the PyTorch integration, as one extension.
+
+Install with ``pip install --no-build-isolation -e .`` so the build uses the torch already
+installed (torch==2.13.0) and pip never resolves another one.
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+RUNTIME = os.path.join("third_party", "npusim_runtime")
+
+
+def sources():
+    found = sorted(glob.glob(os.path.join(RUNTIME, "src", "*.cpp")))
+    found += sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
+    return found
+
+
+ext = CppExtension(
+    name="torch_npu_sim._C",
+    sources=sources(),
+    include_dirs=[os.path.join(ROOT, RUNTIME, "include"), os.path.join(ROOT, "csrc")],
+    extra_compile_args=["-O2", "-std=c++17", "-Wno-unused-parameter", "-fvisibility=hidden"],
+    libraries=["rt"],
+)
+
+setup(
+    name="torch_npu_sim",
+    version="0.1.0",
+    description="A simulated NPU for PyTorch: a PrivateUse1 device, collectives and torch.compile backend",
+    packages=find_packages(include=["torch_npu_sim", "torch_npu_sim.*"]),
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    install_requires=["torch==2.13.0"],
+    python_requires=">=3.10",
+    entry_points={
+        # imported by `import torch` (TORCH_DEVICE_BACKEND_AUTOLOAD=0 turns it off)
+        "torch.backends": ["torch_npu_sim = torch_npu_sim:_autoload"],
+        "torch_dynamo_backends": ["npusim = torch_npu_sim.compile:npusim_backend"],
+    },
+)

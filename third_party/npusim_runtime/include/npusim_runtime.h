@@ -1,0 +1,130 @@
+/*
+ * npusim_runtime: the simulated NPU driver.
+ *
+ * A C-style API in the shape of a vendor runtime (devices, memory, streams, events,
+ * copies, kernel launches). It knows nothing about PyTorch: a vendor replaces this
+ * directory with its own driver and keeps everything built on top of it.
+ *
+ * Execution model: device memory is host memory owned by the runtime, and work
+ * launched on a stream runs at once, in order, on the calling thread. Streams and
+ * events are still real objects (ordering, timing, launch accounting, validation).
+ *
+ * Configuration (read once, at first use):
+ *   NPUSIM_DEVICE_COUNT   number of devices (default 8, at most 64)
+ *   NPUSIM_DEVICE_MEMORY  capacity per device: bytes or a size such as 512MiB, 16GiB
+ *                         (default 16GiB, committed lazily)
+ *   NPUSIM_DEVICE_NAME    device name (default "NPUSim-1")
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  npusimSuccess = 0,
+  npusimErrorInvalidValue = 1,
+  npusimErrorMemoryAllocation = 2,
+  npusimErrorInvalidDevice = 3,
+  npusimErrorInvalidDevicePointer = 4,
+  npusimErrorInvalidResourceHandle = 5,
+  npusimErrorNotReady = 6,
+  npusimErrorEventNotRecorded = 7,
+  npusimErrorTimingDisabled = 8,
+  npusimErrorInvalidConfiguration = 9,
+} npusimError_t;
+
+typedef struct npusimStream_st* npusimStream_t; /* NULL: the device's default stream */
+typedef struct npusimEvent_st* npusimEvent_t;
+
+typedef enum {
+  npusimMemcpyHostToHost = 0,
+  npusimMemcpyHostToDevice = 1,
+  npusimMemcpyDeviceToHost = 2,
+  npusimMemcpyDeviceToDevice = 3,
+} npusimMemcpyKind;
+
+typedef enum {
+  npusimMemoryTypeUnregistered = 0,
+  npusimMemoryTypeHost = 1, /* pinned host memory from npusimHostAlloc */
+  npusimMemoryTypeDevice = 2,
+} npusimMemoryType;
+
+typedef struct {
+  npusimMemoryType type;
+  int device; /* owning device for device memory, -1 otherwise */
+  void* base; /* start of the allocation that contains the pointer */
+  size_t size; /* size of that allocation */
+} npusimPointerAttributes;
+
+typedef struct {
+  char name[64];
+  size_t totalGlobalMem;
+  int major;
+  int minor;
+  int multiProcessorCount;
+  int maxThreadsPerBlock;
+  int warpSize;
+  size_t l2CacheSize;
+} npusimDeviceProp;
+
+enum { npusimEventDefault = 0, npusimEventDisableTiming = 1 };
+
+/* errors */
+const char* npusimGetErrorString(npusimError_t error);
+
+/* devices (the current device is per thread, like a real driver) */
+npusimError_t npusimGetDeviceCount(int* count);
+npusimError_t npusimGetDevice(int* device);
+npusimError_t npusimSetDevice(int device);
+npusimError_t npusimGetDeviceProperties(npusimDeviceProp* prop, int device);
+npusimError_t npusimDeviceSynchronize(void);
+
+/* device memory, on the current device; capacity-limited */
+npusimError_t npusimMalloc(void** ptr, size_t size);
+npusimError_t npusimFree(void* ptr);
+npusimError_t npusimMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+npusimError_t npusimPointerGetAttributes(npusimPointerAttributes* attr, const void* ptr);
+
+/* pinned host memory */
+npusimError_t npusimHostAlloc(void** ptr, size_t size);
+npusimError_t npusimFreeHost(void* ptr);
+
+/* copies and fills; the Async forms are ordered on the stream */
+npusimError_t npusimMemcpy(void* dst, const void* src, size_t count, npusimMemcpyKind kind);
+npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusimMemcpyKind kind,
+                                npusimStream_t stream);
+npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream_t stream);
+
+/* kernels: fn(arg) runs in stream order on the stream's device */
+typedef void (*npusimHostFn_t)(void* arg);
+npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg);
+
+/* streams */
+npusimError_t npusimDeviceGetStreamPriorityRange(int* least_priority, int* greatest_priority);
+npusimError_t npusimStreamCreateWithPriority(npusimStream_t* stream, int device, int priority);
+npusimError_t npusimStreamDestroy(npusimStream_t stream);
+npusimError_t npusimStreamGetDefault(npusimStream_t* stream, int device);
+npusimError_t npusimStreamGetDevice(npusimStream_t stream, int* device);
+npusimError_t npusimStreamGetPriority(npusimStream_t stream, int* priority);
+npusimError_t npusimStreamQuery(npusimStream_t stream); /* success or NotReady */
+npusimError_t npusimStreamSynchronize(npusimStream_t stream);
+npusimError_t npusimStreamWaitEvent(npusimStream_t stream, npusimEvent_t event);
+/* work items (copies, fills, kernels) ever launched on the stream */
+npusimError_t npusimStreamGetLaunchCount(npusimStream_t stream, uint64_t* count);
+
+/* events */
+npusimError_t npusimEventCreateWithFlags(npusimEvent_t* event, unsigned flags);
+npusimError_t npusimEventDestroy(npusimEvent_t event);
+npusimError_t npusimEventRecord(npusimEvent_t event, npusimStream_t stream);
+npusimError_t npusimEventQuery(npusimEvent_t event); /* success or NotReady */
+npusimError_t npusimEventSynchronize(npusimEvent_t event);
+npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end);
+npusimError_t npusimEventGetDevice(npusimEvent_t event, int* device);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,261 @@
+// Streams and events. Work runs at once on the calling thread, so a stream is an
+// ordered, accounted queue that is always drained; events carry the time at which
+// everything recorded before them finished.
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+
+#include "runtime_internal.h"
+
+struct npusimStream_st {
+  int device;
+  int priority;
+  std::atomic<uint64_t> launches{0};
+};
+
+struct npusimEvent_st {
+  unsigned flags;
+  int device = -1;
+  bool recorded = false;
+  int64_t time_ns = 0;
+};
+
+namespace npusim_rt {
+namespace {
+
+constexpr int kLeastPriority = 0;
+constexpr int kGreatestPriority = -1;
+
+std::mutex& handles_mutex() {
+  static auto* m = new std::mutex();
+  return *m;
+}
+std::unordered_set<const void*>& live_handles() {
+  static auto* s = new std::unordered_set<const void*>();
+  return *s;
+}
+
+bool is_live(const void* handle) {
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  return live_handles().count(handle) != 0;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+npusimStream_t default_stream(int device) {
+  auto& state = runtime().devices[device];
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  if (!state.default_stream) {
+    auto* s = new npusimStream_st{device, kLeastPriority};
+    {
+      std::lock_guard<std::mutex> handles(handles_mutex());
+      live_handles().insert(s);
+    }
+    state.default_stream = s;
+  }
+  return state.default_stream;
+}
+
+// NULL means the current device's default stream.
+npusimError_t resolve(npusimStream_t* stream) {
+  NPUSIM_RT_CHECK_INIT();
+  if (*stream == nullptr) {
+    if (!valid_device(current_device())) return npusimErrorInvalidDevice;
+    *stream = default_stream(current_device());
+    return npusimSuccess;
+  }
+  return is_live(*stream) ? npusimSuccess : npusimErrorInvalidResourceHandle;
+}
+
+// A device-side range must lie inside one allocation of the runtime.
+bool device_range_ok(const void* ptr, size_t count) {
+  npusimPointerAttributes attr;
+  if (npusimPointerGetAttributes(&attr, ptr) != npusimSuccess) return false;
+  if (attr.type != npusimMemoryTypeDevice) return false;
+  auto offset = static_cast<const char*>(ptr) - static_cast<const char*>(attr.base);
+  return static_cast<size_t>(offset) + count <= attr.size;
+}
+
+}  // namespace
+}  // namespace npusim_rt
+
+using namespace npusim_rt;
+
+extern "C" {
+
+npusimError_t npusimDeviceGetStreamPriorityRange(int* least, int* greatest) {
+  if (!least || !greatest) return npusimErrorInvalidValue;
+  *least = kLeastPriority;
+  *greatest = kGreatestPriority;
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamCreateWithPriority(npusimStream_t* stream, int device, int priority) {
+  if (!stream) return npusimErrorInvalidValue;
+  NPUSIM_RT_CHECK_INIT();
+  if (!valid_device(device)) return npusimErrorInvalidDevice;
+  // like real drivers, out-of-range priorities are clamped
+  if (priority > kLeastPriority) priority = kLeastPriority;
+  if (priority < kGreatestPriority) priority = kGreatestPriority;
+  auto* s = new npusimStream_st{device, priority};
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  live_handles().insert(s);
+  *stream = s;
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamDestroy(npusimStream_t stream) {
+  if (!stream) return npusimErrorInvalidResourceHandle;
+  {
+    std::lock_guard<std::mutex> lock(handles_mutex());
+    if (!live_handles().erase(stream)) return npusimErrorInvalidResourceHandle;
+  }
+  if (runtime().devices[stream->device].default_stream == stream) {
+    std::lock_guard<std::mutex> lock(handles_mutex());
+    live_handles().insert(stream);  // default streams live forever
+    return npusimErrorInvalidResourceHandle;
+  }
+  delete stream;
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamGetDefault(npusimStream_t* stream, int device) {
+  if (!stream) return npusimErrorInvalidValue;
+  NPUSIM_RT_CHECK_INIT();
+  if (!valid_device(device)) return npusimErrorInvalidDevice;
+  *stream = default_stream(device);
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamGetDevice(npusimStream_t stream, int* device) {
+  if (!device) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  *device = stream->device;
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamGetPriority(npusimStream_t stream, int* priority) {
+  if (!priority) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  *priority = stream->priority;
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamQuery(npusimStream_t stream) { return resolve(&stream); }
+
+npusimError_t npusimStreamSynchronize(npusimStream_t stream) { return resolve(&stream); }
+
+npusimError_t npusimStreamWaitEvent(npusimStream_t stream, npusimEvent_t event) {
+  if (auto err = resolve(&stream)) return err;
+  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  return npusimSuccess;  // the event's work is already complete
+}
+
+npusimError_t npusimStreamGetLaunchCount(npusimStream_t stream, uint64_t* count) {
+  if (!count) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  *count = stream->launches.load();
+  return npusimSuccess;
+}
+
+npusimError_t npusimDeviceSynchronize(void) {
+  NPUSIM_RT_CHECK_INIT();
+  return valid_device(current_device()) ? npusimSuccess : npusimErrorInvalidDevice;
+}
+
+npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
+  if (!fn) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  int& device = current_device();
+  int saved = device;
+  device = stream->device;
+  fn(arg);
+  device = saved;
+  return npusimSuccess;
+}
+
+npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusimMemcpyKind kind,
+                                npusimStream_t stream) {
+  if (count == 0) return resolve(&stream);
+  if (!dst || !src) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  bool src_device = kind == npusimMemcpyDeviceToHost || kind == npusimMemcpyDeviceToDevice;
+  bool dst_device = kind == npusimMemcpyHostToDevice || kind == npusimMemcpyDeviceToDevice;
+  if ((src_device && !device_range_ok(src, count)) || (dst_device && !device_range_ok(dst, count)))
+    return npusimErrorInvalidDevicePointer;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  std::memcpy(dst, src, count);
+  return npusimSuccess;
+}
+
+npusimError_t npusimMemcpy(void* dst, const void* src, size_t count, npusimMemcpyKind kind) {
+  return npusimMemcpyAsync(dst, src, count, kind, nullptr);
+}
+
+npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream_t stream) {
+  if (auto err = resolve(&stream)) return err;
+  if (count == 0) return npusimSuccess;
+  if (!device_range_ok(dst, count)) return npusimErrorInvalidDevicePointer;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  std::memset(dst, value, count);
+  return npusimSuccess;
+}
+
+npusimError_t npusimEventCreateWithFlags(npusimEvent_t* event, unsigned flags) {
+  if (!event || (flags & ~1u)) return npusimErrorInvalidValue;
+  auto* e = new npusimEvent_st{flags};
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  live_handles().insert(e);
+  *event = e;
+  return npusimSuccess;
+}
+
+npusimError_t npusimEventDestroy(npusimEvent_t event) {
+  {
+    std::lock_guard<std::mutex> lock(handles_mutex());
+    if (!event || !live_handles().erase(event)) return npusimErrorInvalidResourceHandle;
+  }
+  delete event;
+  return npusimSuccess;
+}
+
+npusimError_t npusimEventRecord(npusimEvent_t event, npusimStream_t stream) {
+  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  if (auto err = resolve(&stream)) return err;
+  event->device = stream->device;
+  event->recorded = true;
+  event->time_ns = now_ns();
+  return npusimSuccess;
+}
+
+npusimError_t npusimEventQuery(npusimEvent_t event) {
+  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  return npusimSuccess;  // an unrecorded event counts as complete, as on real drivers
+}
+
+npusimError_t npusimEventSynchronize(npusimEvent_t event) { return npusimEventQuery(event); }
+
+npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end) {
+  if (!ms) return npusimErrorInvalidValue;
+  if (!start || !end || !is_live(start) || !is_live(end)) return npusimErrorInvalidResourceHandle;
+  if ((start->flags | end->flags) & npusimEventDisableTiming) return npusimErrorTimingDisabled;
+  if (!start->recorded || !end->recorded) return npusimErrorEventNotRecorded;
+  *ms = static_cast<float>(end->time_ns - start->time_ns) / 1e6f;
+  return npusimSuccess;
+}
+
+npusimError_t npusimEventGetDevice(npusimEvent_t event, int* device) {
+  if (!device) return npusimErrorInvalidValue;
+  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  *device = event->device;
+  return npusimSuccess;
+}
+
+}  // extern "C"
