@@ -1,0 +1,94 @@
+// torch_npu_sim._C: the Python face of the extension. Only glue lives here; every
+// behaviour is implemented in core/, aten/ and distributed/.
+#include <torch/csrc/Generator.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include "core/Allocator.h"
+#include "core/Generator.h"
+#include "core/Hooks.h"
+#include "core/Runtime.h"
+#include "core/Stream.h"
+#include "distributed/Bindings.h"
+
+namespace py = pybind11;
+using namespace torch_npu_sim;
+
+namespace {
+
+py::tuple stream_tuple(const c10::Stream& s) {
+  return py::make_tuple(s.id(), s.device_index(), static_cast<int>(s.device_type()));
+}
+
+c10::DeviceIndex index_or_current(int64_t device) {
+  if (device < 0) return static_cast<c10::DeviceIndex>(current_device());
+  check_device_index(device);
+  return static_cast<c10::DeviceIndex>(device);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "torch_npu_sim native extension";
+
+  m.def("_init", [] {
+    register_hooks();
+    install_cpu_allocator_router();
+    (void)device_count();  // raises on an invalid NPUSIM_* configuration
+  });
+  m.def("_device_count", [] {
+    int count = 0;
+    return npusimGetDeviceCount(&count) == npusimSuccess ? count : 0;
+  });
+  m.def("_config_error", [] {
+    int count = 0;
+    npusimError_t err = npusimGetDeviceCount(&count);
+    return err == npusimSuccess ? std::string() : std::string(npusimGetErrorString(err));
+  });
+  m.def("_current_device", [] { return current_device(); });
+  m.def("_set_device", [](int64_t device) {
+    check_device_index(device);
+    NPUSIM_CHECK(npusimSetDevice(static_cast<int>(device)));
+  });
+  m.def("_exchange_device", [](int64_t device) {
+    int old = current_device();
+    if (device >= 0 && device != old) {
+      check_device_index(device);
+      NPUSIM_CHECK(npusimSetDevice(static_cast<int>(device)));
+    }
+    return old;
+  });
+  m.def("_get_device_properties", [](int64_t device) {
+    npusimDeviceProp prop;
+    NPUSIM_CHECK(npusimGetDeviceProperties(&prop, static_cast<int>(index_or_current(device))));
+    py::dict d;
+    d["name"] = std::string(prop.name);
+    d["total_memory"] = prop.totalGlobalMem;
+    d["major"] = prop.major;
+    d["minor"] = prop.minor;
+    d["multi_processor_count"] = prop.multiProcessorCount;
+    d["max_threads_per_block"] = prop.maxThreadsPerBlock;
+    d["warp_size"] = prop.warpSize;
+    d["L2_cache_size"] = prop.l2CacheSize;
+    return d;
+  });
+  m.def("_mem_get_info", [](int64_t device) { return caching_allocator().getMemoryInfo(index_or_current(device)); });
+  m.def("_empty_cache", [] { caching_allocator().emptyCache(); });
+  m.def("_get_default_generator", [](int64_t device) {
+    return py::reinterpret_steal<py::object>(THPGenerator_initDefaultGenerator(default_generator(index_or_current(device))));
+  });
+  m.def("_launch_count", [](int64_t device) { return launch_count(index_or_current(device)); });
+  m.def("_stream_priority_range", [] {
+    int least = 0, greatest = 0;
+    NPUSIM_CHECK(npusimDeviceGetStreamPriorityRange(&least, &greatest));
+    return py::make_tuple(least, greatest);
+  });
+  m.def("_current_stream", [](int64_t device) { return stream_tuple(current_stream(index_or_current(device))); });
+  m.def("_default_stream", [](int64_t device) { return stream_tuple(default_stream(index_or_current(device))); });
+  m.def("_set_stream", [](int64_t stream_id, int64_t device) {
+    set_current_stream(c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::PrivateUse1, index_or_current(device)),
+                                   stream_id));
+  });
+  m.def("_is_pinned_ptr", [](uintptr_t ptr) { return is_pinned_ptr(reinterpret_cast<const void*>(ptr)); });
+
+  initDistributedBindings(m.ptr());
+}

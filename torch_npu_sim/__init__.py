@@ -1,0 +1,44 @@
+"""torch_npu_sim: a simulated NPU for PyTorch.
+
+Importing this package (which ``import torch`` does by itself through the
+``torch.backends`` entry point) gives PyTorch the device type ``npusim``:
+
+    >>> import torch
+    >>> x = torch.ones(2, 3, device="npusim")
+    >>> torch.npusim.device_count()
+    8
+"""
+import torch
+
+from . import _C
+
+__all__ = ["device"]
+
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    _C._init()
+    torch.utils.rename_privateuse1_backend("npusim")
+    from . import device as _device_module
+
+    torch._register_device_module("npusim", _device_module)
+    torch.utils.generate_methods_for_privateuse1_backend(
+        for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=True
+    )
+    from . import compile as _compile, distributed as _distributed
+
+    _distributed.register_backend()
+    _compile.register()
+
+
+def _autoload() -> None:
+    """Entry point called by ``import torch`` (disable with TORCH_DEVICE_BACKEND_AUTOLOAD=0)."""
+    _load()
+
+
+_load()
