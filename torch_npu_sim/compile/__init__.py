@@ -27,19 +27,21 @@ from typing import Any, Callable
 DEVICE_TYPE = "npusim"
 
 _DYNAMO_DEVICE_INTERFACE = "torch._dynamo.device_interface"
-_INDUCTOR_CODEGEN_COMMON = "torch._inductor.codegen.common"
+# every Inductor compilation imports compile_fx first; once it is loaded, importing
+# Inductor's codegen modules is no longer circular
+_INDUCTOR_COMPILE_FX = "torch._inductor.compile_fx"
 
 
 def register() -> None:
     """Register the device with Dynamo and Inductor, now or when Torch imports them."""
     _after_import(_DYNAMO_DEVICE_INTERFACE, _register_device_interface)
-    _after_import(_INDUCTOR_CODEGEN_COMMON, _register_inductor)
+    _after_import(_INDUCTOR_COMPILE_FX, _register_inductor)
 
 
 def register_now() -> None:
     """Import Dynamo and Inductor and register the device with both (idempotent)."""
     import torch._dynamo.device_interface  # noqa: F401
-    import torch._inductor.codegen.common  # noqa: F401
+    import torch._inductor.compile_fx  # noqa: F401
 
     register()
 

@@ -1,13 +1,11 @@
 """Inductor registration for npusim: C++ kernels on npusim memory, npusim buffers.
 
-Registered with ``register_backend_for_device`` when ``torch._inductor.codegen.common``
-is imported. The registered scheduling and wrapper classes are light stand-ins that
-import the C++ backend on first use: at registration time Inductor is itself half
-imported, and importing its C++ backend from there would be circular.
+Inductor's C++ (CPU) kernels take raw pointers, and npusim memory is host-addressable
+in CPU mode, so the same fused loops run on npusim buffers with no copy. What differs
+from CPU is the wrapper: it allocates buffers from the npusim caching allocator (so
+``torch.npusim.memory_allocated()`` sees them) on the buffer's own device index.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch._inductor.codegen.common import (
@@ -16,8 +14,12 @@ from torch._inductor.codegen.common import (
     register_backend_for_device,
     register_device_op_overrides,
 )
+from torch._inductor.codegen.cpp import CppScheduling
+from torch._inductor.codegen.wrapper import PythonWrapperCodegen, SubgraphPythonWrapperCodegen
+from torch._inductor.virtualized import V
 
 DEVICE_TYPE = "npusim"
+_CPU = torch.device("cpu")
 
 
 class NpuSimDeviceOpOverrides(DeviceOpOverrides):
@@ -36,30 +38,72 @@ class NpuSimDeviceOpOverrides(DeviceOpOverrides):
         return f"torch.npusim.device({device_idx})"
 
 
-class NpuSimScheduling:
-    """Inductor scheduling for npusim: Inductor's C++ (CPU) kernels, on npusim memory."""
+class NpuSimScheduling(CppScheduling):
+    """Inductor's C++ scheduling and kernels, unchanged: they run on npusim buffers.
 
-    def __new__(cls, scheduler):
-        return _codegen().Scheduling(scheduler)
+    While it generates kernel code the current device reads as CPU, because the kernel
+    *is* a CPU kernel: Inductor picks its codegen rules (dtype propagation, kernel call
+    form) from the current device type, and would otherwise take GPU ones. Buffers keep
+    their npusim device, so allocation and everything outside the kernels is unchanged.
+    """
+
+    def codegen_node(self, node) -> None:
+        with V.graph.set_current_device(_CPU):
+            super().codegen_node(node)
+
+    def codegen_template(self, *args, **kwargs):
+        with V.graph.set_current_device(_CPU):
+            return super().codegen_template(*args, **kwargs)
+
+    def flush(self) -> None:
+        with V.graph.set_current_device(_CPU):
+            super().flush()
 
 
-class NpuSimPythonWrapperCodegen:
-    """Python wrapper codegen for npusim graphs (see ``_codegen`` for the real class)."""
+class _NpuSimWrapperMixin:
+    def write_header(self) -> None:
+        super().write_header()
+        if not isinstance(self, SubgraphPythonWrapperCodegen):
+            self.imports.writeline("from torch_npu_sim.compile._runtime import empty_strided_npusim")
 
+    def make_allocation(self, name, device, dtype, shape, stride, allocation_shape=None, is_pinned=False):
+        if device.type != DEVICE_TYPE or torch._inductor.config.test_configs.track_memory_lifecycle:
+            return super().make_allocation(name, device, dtype, shape, stride, allocation_shape, is_pinned)
+        # Explicit index: npusim is no "GPU" to Inductor, so no device guard is emitted,
+        # and a buffer must not land on whichever device happens to be current.
+        if allocation_shape is None:
+            allocation_shape = shape
+        shape_code = self.codegen_python_shape_tuple(shape)
+        allocation_shape_code = self.codegen_python_shape_tuple(allocation_shape)
+        stride_code = self.codegen_python_shape_tuple(stride)
+        index = device.index if device.index is not None else 0
+        out = f"{name} = empty_strided_npusim({allocation_shape_code}, {stride_code}, {dtype}, {index})"
+        if shape_code != allocation_shape_code:
+            out += f".as_strided({shape_code}, {stride_code})"
+        return out
+
+    def _generate_kernel_call_helper(self, kernel_name, call_args, *, device=None, triton=True, **kwargs):
+        device = device or V.graph.get_current_device_or_throw()
+        if device.type == DEVICE_TYPE and not triton:
+            device = _CPU  # a C++ kernel, called with raw pointers exactly as on CPU
+        return super()._generate_kernel_call_helper(kernel_name, call_args, device=device, triton=triton, **kwargs)
+
+
+class NpuSimSubgraphWrapperCodegen(_NpuSimWrapperMixin, SubgraphPythonWrapperCodegen):
+    pass
+
+
+class NpuSimWrapperCodegen(_NpuSimWrapperMixin, PythonWrapperCodegen):
     @staticmethod
     def create(is_subgraph, subgraph_name, parent_wrapper, partition_signatures=None):
-        return _codegen().PythonWrapperCodegen.create(is_subgraph, subgraph_name, parent_wrapper, partition_signatures)
+        if is_subgraph:
+            assert subgraph_name is not None and parent_wrapper is not None
+            return NpuSimSubgraphWrapperCodegen(subgraph_name, parent_wrapper, partition_signatures)
+        return NpuSimWrapperCodegen()
 
 
 def register() -> None:
     register_device_op_overrides(DEVICE_TYPE, NpuSimDeviceOpOverrides())
     if get_scheduling_for_device(DEVICE_TYPE) is not NpuSimScheduling:
         # No C++ wrapper (cpp_wrapper=True): its AOTI shims know CPU and CUDA memory only.
-        register_backend_for_device(DEVICE_TYPE, NpuSimScheduling, NpuSimPythonWrapperCodegen)
-
-
-@functools.cache
-def _codegen():
-    from . import _codegen as module
-
-    return module
+        register_backend_for_device(DEVICE_TYPE, NpuSimScheduling, NpuSimWrapperCodegen)
