@@ -102,7 +102,44 @@ class NpuSimWrapperCodegen(_NpuSimWrapperMixin, PythonWrapperCodegen):
         return NpuSimWrapperCodegen()
 
 
+# Versions whose scheduler was checked against the patch below.
+_SCHEDULER_PATCH_VERSIONS = ((2, 13),)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _patch_scheduler_is_cpu() -> None:
+    """Make ``BaseSchedulerNode.is_cpu()`` true for npusim nodes.
+
+    The scheduler skips loop reordering, inversion and reindexing for "CPU" nodes
+    because the C++ backend cannot codegen their results (it crashes on the SIMD-style
+    node groups they assume). It asks ``node.is_cpu()``, which tests the device type,
+    and no registration or config can say "this device uses the C++ backend". The
+    method has no other callers.
+    """
+    from torch._inductor.scheduler import BaseSchedulerNode
+
+    if getattr(BaseSchedulerNode.is_cpu, "_npusim_patched", False):
+        return
+    if _torch_version() not in _SCHEDULER_PATCH_VERSIONS:
+        raise RuntimeError(
+            f"npusim: Inductor support is verified on torch {_SCHEDULER_PATCH_VERSIONS} only, "
+            f"not {torch.__version__}; use torch.compile(backend='aot_eager') meanwhile"
+        )
+
+    def is_cpu(self) -> bool:
+        device = self.get_device()
+        return device is not None and device.type in ("cpu", DEVICE_TYPE)
+
+    is_cpu._npusim_patched = True
+    BaseSchedulerNode.is_cpu = is_cpu
+
+
 def register() -> None:
+    _patch_scheduler_is_cpu()
     register_device_op_overrides(DEVICE_TYPE, NpuSimDeviceOpOverrides())
     if get_scheduling_for_device(DEVICE_TYPE) is not NpuSimScheduling:
         # No C++ wrapper (cpp_wrapper=True): its AOTI shims know CPU and CUDA memory only.
