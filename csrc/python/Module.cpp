@@ -88,6 +88,10 @@ PYBIND11_MODULE(_C, m) {
     set_current_stream(c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::PrivateUse1, index_or_current(device)),
                                    stream_id));
   });
+  m.def("_stream_priority", [](int64_t stream_id, int64_t device) {
+    return stream_priority(c10::Stream(c10::Stream::UNSAFE,
+                                       c10::Device(c10::DeviceType::PrivateUse1, index_or_current(device)), stream_id));
+  });
   m.def("_is_pinned_ptr", [](uintptr_t ptr) { return is_pinned_ptr(reinterpret_cast<const void*>(ptr)); });
 
   initDistributedBindings(m.ptr());
