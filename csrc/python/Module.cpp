@@ -33,7 +33,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("_init", [] {
     register_hooks();
     install_cpu_allocator_router();
-    (void)device_count();  // raises on an invalid NPUSIM_* configuration
+    // an invalid NPUSIM_* configuration is reported on first use, not at import
   });
   m.def("_device_count", [] {
     int count = 0;
@@ -87,6 +87,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("_set_stream", [](int64_t stream_id, int64_t device) {
     set_current_stream(c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::PrivateUse1, index_or_current(device)),
                                    stream_id));
+  });
+  m.def("_stream_priority", [](int64_t stream_id, int64_t device) {
+    return stream_priority(c10::Stream(c10::Stream::UNSAFE,
+                                       c10::Device(c10::DeviceType::PrivateUse1, index_or_current(device)), stream_id));
   });
   m.def("_is_pinned_ptr", [](uintptr_t ptr) { return is_pinned_ptr(reinterpret_cast<const void*>(ptr)); });
 

@@ -18,19 +18,32 @@ class Stream(torch.Stream):
             return super().__new__(cls, **kwargs)
         return super().__new__(cls, device=torch.device("npusim", _device_index(device)), priority=priority)
 
+    @property
+    def priority(self) -> int:
+        return _C._stream_priority(self.stream_id, self.device_index)
+
     def __repr__(self) -> str:
         return f"<torch.npusim.Stream device=npusim:{self.device_index} stream_id={self.stream_id}>"
 
 
-class Event(torch.Event):
-    """An npusim event; ``enable_timing=True`` allows ``elapsed_time``."""
+class _EventMeta(type):
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, torch.Event) and obj.device.type == "npusim"
+
+
+class Event(metaclass=_EventMeta):
+    """An npusim event; ``enable_timing=True`` allows ``elapsed_time``.
+
+    Instances are plain ``torch.Event`` objects on npusim (``torch.Event.elapsed_time``
+    accepts only that exact type), and ``isinstance(e, torch.npusim.Event)`` holds for them.
+    """
 
     def __new__(cls, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False):
         if interprocess:
             raise ValueError("npusim events cannot be shared between processes (interprocess=True)")
         _lazy_init()
-        return super().__new__(
-            cls, device=torch.device("npusim", _C._current_device()), enable_timing=enable_timing, blocking=blocking
+        return torch.Event(
+            device=torch.device("npusim", _C._current_device()), enable_timing=enable_timing, blocking=blocking
         )
 
 

@@ -1,0 +1,39 @@
+"""The simulated driver on its own: built with g++ (no torch headers) and run."""
+import glob
+import os
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNTIME = os.path.join(ROOT, "third_party", "npusim_runtime")
+
+
+@pytest.fixture(scope="module")
+def runtime_test_binary(tmp_path_factory):
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on PATH to build the runtime tests")
+    out = str(tmp_path_factory.mktemp("rt") / "test_runtime")
+    sources = sorted(glob.glob(os.path.join(RUNTIME, "src", "*.cpp")))
+    subprocess.run(
+        [compiler, "-std=c++17", "-O1", "-Wall", "-Werror", "-I", os.path.join(RUNTIME, "include"),
+         os.path.join(RUNTIME, "tests", "test_runtime.cpp"), *sources, "-o", out, "-pthread"],
+        check=True,
+    )
+    return out
+
+
+def test_runtime_unit_tests(runtime_test_binary):
+    env = dict(os.environ, NPUSIM_DEVICE_COUNT="3", NPUSIM_DEVICE_MEMORY="1MiB")
+    result = subprocess.run([runtime_test_binary], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime tests passed" in result.stdout
+
+
+def test_runtime_includes_no_torch_headers():
+    for path in glob.glob(os.path.join(RUNTIME, "**", "*.*"), recursive=True):
+        with open(path, errors="ignore") as f:
+            text = f.read()
+        assert "#include <torch" not in text and "#include <ATen" not in text and "#include <c10" not in text, path
