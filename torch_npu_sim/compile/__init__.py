@@ -18,13 +18,10 @@ registration to happen when Torch itself imports them.
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import sys
 import threading
 import warnings
 from typing import Any, Callable
-
-DEVICE_TYPE = "npusim"
 
 _DYNAMO_DEVICE_INTERFACE = "torch._dynamo.device_interface"
 # every Inductor compilation imports compile_fx first; once it is loaded, importing
@@ -39,11 +36,13 @@ def register() -> None:
 
 
 def register_now() -> None:
-    """Import Dynamo and Inductor and register the device with both (idempotent)."""
+    """Import Dynamo and Inductor and register the device with both (idempotent); raises
+    what registration raises, where the import-time hooks can only warn."""
     import torch._dynamo.device_interface  # noqa: F401
     import torch._inductor.compile_fx  # noqa: F401
 
-    register()
+    _register_device_interface(None)
+    _register_inductor(None)
 
 
 def npusim_backend(gm, example_inputs, *, mode: str | None = None, options: dict[str, Any] | None = None):
