@@ -2,6 +2,8 @@
 
 #include <exception>
 
+#include <c10/core/CPUAllocator.h>
+
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
@@ -10,8 +12,10 @@ namespace torch_npu_sim {
 
 c10::intrusive_ptr<c10::StorageImpl> cpu_alias_storage(const c10::Storage& storage) {
   c10::DataPtr bytes(storage.unsafeGetStorageImpl()->mutable_data(), c10::Device(c10::kCPU));
+  // The CPU allocator (the router) keeps a resize by the CPU kernel inside npusim memory
+  // while the DataPtr still says CPU, so CPU-side device checks stay consistent.
   return c10::make_intrusive<c10::StorageImpl>(c10::StorageImpl::use_byte_size_t(), storage.nbytes(),
-                                               std::move(bytes), &caching_allocator(),
+                                               std::move(bytes), c10::GetCPUAllocator(),
                                                storage.resizable());
 }
 
