@@ -8,7 +8,21 @@ Importing this package (which ``import torch`` does by itself through the
     >>> torch.npusim.device_count()
     8
 """
-import torch
+
+
+def _autoload() -> None:
+    """Entry point called by ``import torch`` (disable with TORCH_DEVICE_BACKEND_AUTOLOAD=0).
+
+    When this package is imported before torch, its own ``import torch`` triggers this
+    entry point while the package is still half-initialised; the package's own import
+    then finishes the loading, so there is nothing to do here yet.
+    """
+    loader = globals().get("_load")
+    if loader is not None:
+        loader()
+
+
+import torch  # noqa: E402
 
 from . import _C
 
@@ -34,11 +48,6 @@ def _load() -> None:
 
     _distributed.register_backend()
     _compile.register()
-
-
-def _autoload() -> None:
-    """Entry point called by ``import torch`` (disable with TORCH_DEVICE_BACKEND_AUTOLOAD=0)."""
-    _load()
 
 
 _load()

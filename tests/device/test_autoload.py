@@ -31,3 +31,14 @@ def test_generated_methods(fresh_python):
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["npusim:0", "npusim:1", "True", "npusim:0", "True"]
+
+
+def test_importing_the_package_before_torch(fresh_python):
+    # `import torch_npu_sim` first makes torch's autoload re-enter the half-imported package.
+    r = fresh_python("""
+        import torch_npu_sim
+        import torch
+        print(torch.ones(1, device="npusim").device)
+    """, env={"PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["npusim:0"]
