@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec flock /tmp/npusim-build-$(echo "$PWD" | md5sum | cut -c1-8).lock \
-  env MAX_JOBS="${MAX_JOBS:-2}" python setup.py -q build_ext --inplace
+  env TORCH_DEVICE_BACKEND_AUTOLOAD=0 MAX_JOBS="${MAX_JOBS:-2}" python setup.py -q build_ext --inplace

@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -r requirements-dev.txt "torch==2.13.0"
-MAX_JOBS="${MAX_JOBS:-2}" python -m pip install -q --no-build-isolation -e .
+# the build imports torch: keep it from autoloading a stale build of this package
+TORCH_DEVICE_BACKEND_AUTOLOAD=0 MAX_JOBS="${MAX_JOBS:-2}" python -m pip install -q --no-build-isolation -e .
 python -c "import torch; assert torch.accelerator.current_accelerator().type == 'npusim'; print('torch_npu_sim installed:', torch.npusim.device_count(), 'npusim devices')"

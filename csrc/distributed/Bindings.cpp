@@ -1,5 +1,30 @@
 #include "distributed/Bindings.h"
 
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/utils/pybind.h>
+
+#include "distributed/ProcessGroupNpuSim.h"
+
+namespace py = pybind11;
+
 namespace torch_npu_sim {
-void initDistributedBindings(PyObject* /*module*/) {}
+
+void initDistributedBindings(PyObject* module) {
+  py::module m = py::reinterpret_borrow<py::module>(module);
+  m.def("_init_distributed", [m]() mutable {
+    if (py::hasattr(m, "ProcessGroupNpuSim")) return;
+    using dist::ProcessGroupNpuSim;
+    py::class_<ProcessGroupNpuSim, c10d::Backend, c10::intrusive_ptr<ProcessGroupNpuSim>>(m, "ProcessGroupNpuSim")
+        .def_property_readonly("transport", &ProcessGroupNpuSim::transport_name,
+                               "The transport this group uses: 'shm' or 'tcp'.");
+    m.def(
+        "_create_process_group",
+        [](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, double timeout_s, std::string name) {
+          auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+          return c10::make_intrusive<ProcessGroupNpuSim>(store, rank, size, timeout, std::move(name));
+        },
+        py::call_guard<py::gil_scoped_release>());
+  });
+}
+
 }  // namespace torch_npu_sim

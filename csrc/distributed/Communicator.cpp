@@ -1,0 +1,260 @@
+#include "distributed/Communicator.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "distributed/Reduction.h"
+
+namespace torch_npu_sim::dist {
+namespace {
+
+constexpr size_t kStagingBytes = 256 << 10;  // combine in cache-sized pieces
+constexpr auto kMaxSleep = std::chrono::milliseconds(100);
+constexpr auto kSilence = std::chrono::milliseconds(1000);
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::ostringstream s;
+  s << (ranks.size() == 1 ? "rank " : "ranks ");
+  for (size_t i = 0; i < ranks.size(); ++i) s << (i ? ", " : "") << ranks[i];
+  return s.str();
+}
+
+}  // namespace
+
+Communicator::Communicator(GroupConfig config, std::unique_ptr<Transport> transport,
+                           std::unique_ptr<PeerMonitor> monitor, std::shared_ptr<GroupHealth> health)
+    : config_(std::move(config)),
+      transport_(std::move(transport)),
+      monitor_(std::move(monitor)),
+      health_(std::move(health)),
+      p2p_send_seq_(config_.world, 0),
+      p2p_recv_seq_(config_.world, 0) {
+  Transport* t = transport_.get();
+  PeerMonitor* m = monitor_.get();
+  GroupHealth* h = health_.get();
+  health_->on_change = [t, m, h] {
+    if (h->state() == HealthState::Failed && m) m->announce(h->failed_ranks(), h->reason());
+    t->interrupt();
+  };
+  if (monitor_) monitor_->start();
+}
+
+Communicator::~Communicator() {
+  health_->on_change = nullptr;
+  monitor_.reset();
+}
+
+void Communicator::leave() {
+  if (monitor_) monitor_->leave();
+}
+
+Transfer Communicator::send_to(int peer, const OpDesc& op, const void* data, size_t bytes) const {
+  Transfer t;
+  t.send = true;
+  t.peer = peer;
+  t.lane = op.kind == OpKind::Send ? Lane::P2P : Lane::Collective;
+  t.header = make_header(op, rank(), bytes);
+  t.data = static_cast<uint8_t*>(const_cast<void*>(data));
+  t.bytes = bytes;
+  return t;
+}
+
+Transfer Communicator::recv_from(int peer, const OpDesc& op, void* data, size_t bytes) const {
+  Transfer t;
+  t.peer = peer;
+  t.lane = op.kind == OpKind::Send ? Lane::P2P : Lane::Collective;
+  t.header = make_header(op, peer, bytes);
+  t.data = static_cast<uint8_t*>(data);
+  t.bytes = bytes;
+  return t;
+}
+
+Transfer Communicator::combine_from(int peer, const OpDesc& op, void* data, size_t bytes,
+                                    c10::ScalarType dtype) const {
+  Transfer t = recv_from(peer, op, data, bytes);
+  t.combine = true;
+  t.dtype = dtype;
+  t.reduce_op = op.reduce_op;
+  return t;
+}
+
+std::vector<uint8_t>& Communicator::scratch(size_t bytes) {
+  if (scratch_.size() < bytes) scratch_.resize(bytes);
+  return scratch_;
+}
+
+void Communicator::fail(std::vector<int> ranks, const std::string& why) {
+  health_->fail(std::move(ranks), why);
+  health_->throw_error();
+}
+
+void Communicator::lost_peer(int peer, const std::string& detail, const std::string& during) {
+  std::string why;
+  if (monitor_ && monitor_->has_left(peer)) {
+    why = "rank " + std::to_string(peer) + " left the group (destroyed its process group) while rank " +
+          std::to_string(rank()) + " still expected data from it in " + during;
+  } else {
+    why = "rank " + std::to_string(peer) + " is gone: " + detail + " during " + during +
+          " (the process exited, crashed or was killed)";
+  }
+  fail({peer}, why);
+}
+
+// One non-blocking attempt to move `t` forward; true if any byte moved.
+bool Communicator::step(Transfer& t, const OpDesc* op) {
+  bool moved = false;
+  try {
+    if (t.header_done < sizeof(MessageHeader)) {
+      size_t n = t.send ? transport_->try_send(t.peer, t.lane, reinterpret_cast<const char*>(&t.header) + t.header_done,
+                                               sizeof(MessageHeader) - t.header_done)
+                        : transport_->try_recv(t.peer, t.lane, reinterpret_cast<char*>(&t.got) + t.header_done,
+                                               sizeof(MessageHeader) - t.header_done);
+      t.header_done += n;
+      moved = n > 0;
+      if (t.header_done < sizeof(MessageHeader)) return moved;
+      if (!t.send) {
+        std::string problem = check_header(t.got, t.header, t.peer, rank());
+        if (!problem.empty()) fail({t.peer}, problem);
+      }
+    }
+    while (t.data_done < t.bytes) {
+      size_t n;
+      if (t.send) {
+        n = transport_->try_send(t.peer, t.lane, t.data + t.data_done, t.bytes - t.data_done);
+        t.data_done += n;
+      } else if (!t.combine) {
+        n = transport_->try_recv(t.peer, t.lane, t.data + t.data_done, t.bytes - t.data_done);
+        t.data_done += n;
+      } else {
+        if (t.staging.empty()) t.staging.resize(std::min(kStagingBytes, t.bytes));
+        size_t want = std::min(t.staging.size() - t.staged, t.bytes - t.data_done - t.staged);
+        n = transport_->try_recv(t.peer, t.lane, t.staging.data() + t.staged, want);
+        t.staged += n;
+        size_t esize = c10::elementSize(t.dtype);
+        size_t whole = t.staged - t.staged % esize;
+        if (whole > 0) {
+          combine(t.data + t.data_done, t.staging.data(), whole / esize, t.dtype, t.reduce_op);
+          t.data_done += whole;
+          std::memmove(t.staging.data(), t.staging.data() + whole, t.staged - whole);
+          t.staged -= whole;
+        }
+      }
+      if (n == 0) break;
+      moved = true;
+    }
+  } catch (const PeerLost& e) {
+    lost_peer(e.peer, e.what(), op ? describe(*op) : describe(t.header));
+  }
+  return moved;
+}
+
+void Communicator::add_interests(const Transfer& t, std::vector<Interest>& out) const {
+  if (!t.done()) out.push_back({t.peer, t.lane, t.send});
+}
+
+void Communicator::timeout(const std::vector<Transfer>& pending, const OpDesc& op) {
+  std::vector<int> waiting;
+  for (const Transfer& t : pending)
+    if (!t.done() && std::find(waiting.begin(), waiting.end(), t.peer) == waiting.end())
+      waiting.push_back(t.peer);
+  std::sort(waiting.begin(), waiting.end());
+  std::vector<int> silent = monitor_ ? monitor_->silent_peers(kSilence) : std::vector<int>{};
+  std::ostringstream why;
+  why << "timed out after " << config_.timeout.count() << " ms in " << describe(op) << " on rank "
+      << rank() << ", waiting for " << rank_list(waiting);
+  if (!silent.empty())
+    why << "; no heartbeat from " << rank_list(silent) << " for over " << kSilence.count()
+        << " ms (the process is stopped, hung or unreachable)";
+  fail(silent.empty() ? waiting : silent, why.str());
+}
+
+void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock::time_point deadline) {
+  health_->throw_if_unhealthy();
+  std::vector<Interest> interests;
+  for (;;) {
+    uint64_t ticket = transport_->ticket();
+    bool moved = false, all_done = true, combining = false;
+    for (Transfer& t : transfers) {
+      if (t.done()) continue;
+      all_done = false;
+      if (t.combine) {
+        if (combining) continue;  // an earlier combining receive goes first
+        combining = true;
+      }
+      moved |= step(t, &op);
+    }
+    moved |= progress_p2p();
+    if (all_done) return;
+    if (moved) continue;
+    health_->throw_if_unhealthy();
+    auto now = Clock::now();
+    if (now >= deadline) timeout(transfers, op);
+    interests.clear();
+    for (const Transfer& t : transfers) add_interests(t, interests);
+    for (const Transfer& t : p2p_) add_interests(t, interests);
+    auto sleep = std::min<Clock::duration>(kMaxSleep, deadline - now);
+    transport_->wait(ticket, interests, std::chrono::duration_cast<std::chrono::microseconds>(sleep));
+  }
+}
+
+void Communicator::post(Transfer transfer) { p2p_.push_back(std::move(transfer)); }
+
+bool Communicator::progress_p2p() {
+  if (p2p_.empty()) return false;
+  bool moved = false;
+  // Only the oldest message of each (peer, direction) may move: the stream is ordered.
+  std::vector<uint8_t> busy(static_cast<size_t>(world()) * 2, 0);
+  for (auto it = p2p_.begin(); it != p2p_.end();) {
+    uint8_t& slot = busy[static_cast<size_t>(it->peer) * 2 + (it->send ? 1 : 0)];
+    if (slot) {
+      ++it;
+      continue;
+    }
+    slot = 1;
+    moved |= step(*it, nullptr);
+    if (it->done()) {
+      auto done = std::move(it->on_done);
+      it = p2p_.erase(it);
+      if (done) done(nullptr);
+      busy.assign(busy.size(), 0);  // the next message of that stream may start now
+      it = p2p_.begin();
+      continue;
+    }
+    if (Clock::now() >= it->deadline) {
+      std::vector<Transfer> pending{*it};
+      OpDesc desc;
+      desc.kind = OpKind::Send;
+      desc.tag = it->header.tag;
+      desc.dtype = it->header.dtype;
+      desc.numel = it->header.numel;
+      timeout(pending, desc);
+    }
+    ++it;
+  }
+  return moved;
+}
+
+void Communicator::drive_p2p(const std::function<bool()>& stop) {
+  std::vector<Interest> interests;
+  while (!p2p_.empty() && !stop()) {
+    uint64_t ticket = transport_->ticket();
+    if (progress_p2p()) continue;
+    health_->throw_if_unhealthy();
+    interests.clear();
+    for (const Transfer& t : p2p_) add_interests(t, interests);
+    transport_->wait(ticket, interests, std::chrono::duration_cast<std::chrono::microseconds>(kMaxSleep));
+  }
+}
+
+void Communicator::fail_p2p(std::exception_ptr error) {
+  while (!p2p_.empty()) {
+    auto done = std::move(p2p_.front().on_done);
+    p2p_.pop_front();
+    if (done) done(error);
+  }
+}
+
+}  // namespace torch_npu_sim::dist

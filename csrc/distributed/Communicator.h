@@ -1,0 +1,115 @@
+// The engine under the c10d backend: a group of ranks joined by a transport, a peer
+// monitor and a health state machine, and a progress loop that moves many messages at
+// once. Collective algorithms (algorithms/) describe each step as a set of transfers;
+// the loop drives them until done, a peer fails, or the deadline passes.
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distributed/Health.h"
+#include "distributed/PeerMonitor.h"
+#include "distributed/Transport.h"
+#include "distributed/Wire.h"
+
+namespace torch_npu_sim::dist {
+
+using Clock = std::chrono::steady_clock;
+
+// One message to or from one peer.
+struct Transfer {
+  bool send = false;
+  int peer = -1;
+  Lane lane = Lane::Collective;
+  MessageHeader header{};  // sent as is, or the header a receive expects
+  uint8_t* data = nullptr;
+  size_t bytes = 0;
+  // Receives only: combine the payload into `data` (element-wise `reduce_op`) instead
+  // of copying it. Combining receives run one at a time in list order, so sums are the
+  // same from run to run.
+  bool combine = false;
+  c10::ScalarType dtype = c10::ScalarType::Byte;
+  uint8_t reduce_op = 0;
+  // Point-to-point only: called once, on completion or failure.
+  std::function<void(std::exception_ptr)> on_done;
+  Clock::time_point deadline{};
+
+  // progress
+  size_t header_done = 0;
+  size_t data_done = 0;
+  MessageHeader got{};
+  std::vector<uint8_t> staging;
+  size_t staged = 0;
+  bool done() const { return header_done == sizeof(MessageHeader) && data_done == bytes; }
+};
+
+struct GroupConfig {
+  std::string name;
+  int rank = 0;
+  int world = 1;
+  std::chrono::milliseconds timeout{1800000};
+};
+
+class Communicator {
+ public:
+  Communicator(GroupConfig config, std::unique_ptr<Transport> transport,
+               std::unique_ptr<PeerMonitor> monitor, std::shared_ptr<GroupHealth> health);
+  ~Communicator();
+
+  int rank() const { return config_.rank; }
+  int world() const { return config_.world; }
+  const GroupConfig& config() const { return config_; }
+  GroupHealth& health() { return *health_; }
+  Transport& transport() { return *transport_; }
+  const char* transport_name() const { return transport_->name(); }
+
+  Transfer send_to(int peer, const OpDesc& op, const void* data, size_t bytes) const;
+  Transfer recv_from(int peer, const OpDesc& op, void* data, size_t bytes) const;
+  Transfer combine_from(int peer, const OpDesc& op, void* data, size_t bytes,
+                        c10::ScalarType dtype) const;
+
+  // Drives `transfers` (and any point-to-point traffic in flight) to completion.
+  // Throws c10::DistBackendError on failure, mismatch or timeout, after marking the group
+  // failed and telling the peers.
+  void run(std::vector<Transfer>& transfers, const OpDesc& op, Clock::time_point deadline);
+
+  // Point-to-point: messages on the P2P lane progress beside collectives, each
+  // direction of each pair in posting order.
+  void post(Transfer transfer);
+  bool p2p_pending() const { return !p2p_.empty(); }
+  // Progresses point-to-point traffic until it is all done or `stop()` turns true.
+  void drive_p2p(const std::function<bool()>& stop);
+  void fail_p2p(std::exception_ptr error);
+  uint64_t next_p2p_seq(int peer, bool send) { return (send ? p2p_send_seq_ : p2p_recv_seq_)[peer]++; }
+
+  // Announces a failure found here to every peer, then throws it.
+  [[noreturn]] void fail(std::vector<int> ranks, const std::string& why);
+  void leave();  // orderly goodbye (destroy_process_group)
+
+  std::vector<uint8_t>& scratch(size_t bytes);
+
+ private:
+  bool step(Transfer& t, const OpDesc* op);
+  bool progress_p2p();
+  void lost_peer(int peer, const std::string& detail, const std::string& during);
+  void add_interests(const Transfer& t, std::vector<Interest>& out) const;
+  [[noreturn]] void timeout(const std::vector<Transfer>& pending, const OpDesc& op);
+
+  GroupConfig config_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<PeerMonitor> monitor_;
+  std::shared_ptr<GroupHealth> health_;
+  std::deque<Transfer> p2p_;
+  std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
+  std::vector<uint8_t> scratch_;
+};
+
+}  // namespace torch_npu_sim::dist

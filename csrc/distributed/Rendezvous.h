@@ -1,0 +1,32 @@
+// Joining a group: everything is exchanged through the c10d Store handed to the backend
+// (so torchrun works unchanged across machines), then ranks connect directly.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "distributed/Communicator.h"
+
+namespace torch_npu_sim::dist {
+
+// The c10d Store seen through the few calls rendezvous needs.
+struct KeyValueStore {
+  std::function<void(const std::string&, const std::string&)> set;
+  std::function<std::string(const std::string&)> get;
+  std::function<int64_t(const std::string&, int64_t)> add;
+  // Waits until the key exists; false when the timeout passes.
+  std::function<bool(const std::string&, std::chrono::milliseconds)> wait;
+};
+
+// Environment:
+//   NPUSIM_TRANSPORT      auto (default: shared memory when all ranks share a host, else
+//                         TCP), shm, or tcp. Rank 0's setting decides for the group.
+//   NPUSIM_SOCKET_ADDR    address this rank listens on and advertises (multi-host).
+//   NPUSIM_SHM_RING_BYTES capacity of each shared-memory stream (default 1 MiB).
+//   NPUSIM_PEER_TIMEOUT   seconds of silence after which a peer is declared hung
+//                         (default 0: only the group timeout applies).
+std::unique_ptr<Communicator> rendezvous(const KeyValueStore& store, const GroupConfig& config);
+
+}  // namespace torch_npu_sim::dist

@@ -1,0 +1,233 @@
+// Shared-memory transport: one single-producer single-consumer ring per ordered pair of
+// ranks and lane, and one doorbell (a futex word) per rank. A writer rings the reader's
+// doorbell after writing, a reader rings the writer's after freeing space; a rank with
+// nothing to do sleeps on its own doorbell, so one futex covers all its streams.
+#include "distributed/Transport.h"
+
+#include <c10/util/Exception.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace torch_npu_sim::dist {
+namespace {
+
+constexpr uint64_t kSegmentMagic = 0x31474553'4d53504eull;  // "NPSMSEG1"
+constexpr size_t kLine = 64;
+
+struct alignas(kLine) Doorbell {
+  std::atomic<uint32_t> seq;
+  std::atomic<uint32_t> sleeping;
+};
+
+struct alignas(kLine) RingControl {
+  std::atomic<uint64_t> head;  // bytes ever written (producer)
+  char pad[kLine - sizeof(uint64_t)];
+  std::atomic<uint64_t> tail;  // bytes ever read (consumer)
+  char pad2[kLine - sizeof(uint64_t)];
+};
+
+struct SegmentHeader {
+  uint64_t magic;
+  uint32_t world;
+  uint32_t reserved;
+  uint64_t ring_bytes;
+};
+
+size_t header_bytes(int world) {
+  size_t b = sizeof(SegmentHeader) + kLine + sizeof(Doorbell) * world;
+  return (b + 4095) / 4096 * 4096;
+}
+
+size_t ring_stride(size_t ring_bytes) { return sizeof(RingControl) + ring_bytes; }
+
+long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* ts) {
+  // Shared (not PRIVATE) futex ops: the word lives in memory mapped by several processes.
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, ts, nullptr, 0);
+}
+
+class ShmTransport final : public Transport {
+ public:
+  ShmTransport(std::unique_ptr<ShmSegment> seg, int rank, int world, size_t ring_bytes)
+      : seg_(std::move(seg)), rank_(rank), world_(world), ring_bytes_(ring_bytes) {
+    auto* base = static_cast<char*>(seg_->base);
+    doorbells_ = reinterpret_cast<Doorbell*>(base + ((sizeof(SegmentHeader) + kLine - 1) / kLine) * kLine);
+    rings_ = base + header_bytes(world);
+  }
+  const char* name() const override { return "shm"; }
+
+  size_t try_send(int peer, Lane lane, const void* data, size_t len) override {
+    RingControl* rc = control(rank_, peer, lane);
+    uint64_t head = rc->head.load(std::memory_order_relaxed);
+    uint64_t tail = rc->tail.load(std::memory_order_acquire);
+    size_t n = std::min<size_t>(len, ring_bytes_ - (head - tail));
+    if (n == 0) return 0;
+    char* buf = reinterpret_cast<char*>(rc + 1);
+    size_t at = head % ring_bytes_;
+    size_t first = std::min(n, ring_bytes_ - at);
+    std::memcpy(buf + at, data, first);
+    if (n > first) std::memcpy(buf, static_cast<const char*>(data) + first, n - first);
+    rc->head.store(head + n, std::memory_order_release);
+    ring(peer);
+    return n;
+  }
+
+  size_t try_recv(int peer, Lane lane, void* data, size_t len) override {
+    RingControl* rc = control(peer, rank_, lane);
+    uint64_t tail = rc->tail.load(std::memory_order_relaxed);
+    uint64_t head = rc->head.load(std::memory_order_acquire);
+    size_t n = std::min<size_t>(len, head - tail);
+    if (n == 0) return 0;
+    const char* buf = reinterpret_cast<const char*>(rc + 1);
+    size_t at = tail % ring_bytes_;
+    size_t first = std::min(n, ring_bytes_ - at);
+    std::memcpy(data, buf + at, first);
+    if (n > first) std::memcpy(static_cast<char*>(data) + first, buf, n - first);
+    rc->tail.store(tail + n, std::memory_order_release);
+    ring(peer);
+    return n;
+  }
+
+  uint64_t ticket() override { return doorbells_[rank_].seq.load(std::memory_order_seq_cst); }
+
+  void wait(uint64_t ticket, const std::vector<Interest>&, std::chrono::microseconds timeout) override {
+    Doorbell& d = doorbells_[rank_];
+    auto t = static_cast<uint32_t>(ticket);
+    // A short spin catches the common case of a peer that is a few microseconds behind
+    // without a system call; yielding keeps it fair when ranks outnumber cores.
+    for (int i = 0; i < 64; ++i) {
+      if (d.seq.load(std::memory_order_acquire) != t) return;
+      if (i >= 16) sched_yield();
+    }
+    d.sleeping.fetch_add(1, std::memory_order_seq_cst);
+    timespec ts{static_cast<time_t>(timeout.count() / 1000000), static_cast<long>(timeout.count() % 1000000) * 1000};
+    futex(&d.seq, FUTEX_WAIT, t, &ts);
+    d.sleeping.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
+  void interrupt() override { ring(rank_); }
+
+ private:
+  RingControl* control(int src, int dst, Lane lane) {
+    size_t index = (static_cast<size_t>(src) * world_ + dst) * kLanes + static_cast<size_t>(lane);
+    return reinterpret_cast<RingControl*>(rings_ + index * ring_stride(ring_bytes_));
+  }
+  void ring(int who) {
+    Doorbell& d = doorbells_[who];
+    d.seq.fetch_add(1, std::memory_order_seq_cst);
+    if (d.sleeping.load(std::memory_order_seq_cst) != 0) futex(&d.seq, FUTEX_WAKE, INT32_MAX, nullptr);
+  }
+
+  std::unique_ptr<ShmSegment> seg_;
+  const int rank_;
+  const int world_;
+  const size_t ring_bytes_;
+  Doorbell* doorbells_;
+  char* rings_;
+};
+
+std::string random_name() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    TORCH_CHECK(r > 0 || errno == EINTR, "npusim: getrandom failed: ", std::strerror(errno));
+    if (r > 0) got += r;
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string name = "/npusim-";
+  for (unsigned char b : bytes) {
+    name += hex[b >> 4];
+    name += hex[b & 15];
+  }
+  return name;
+}
+
+void* map_fd(int fd, size_t bytes, const std::string& name) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  TORCH_CHECK(p != MAP_FAILED, "npusim: mmap of shared memory ", name, " failed: ", std::strerror(err));
+  return p;
+}
+
+}  // namespace
+
+ShmSegment::~ShmSegment() {
+  if (base) munmap(base, bytes);
+}
+
+size_t shm_segment_bytes(int world, size_t ring_bytes) {
+  return header_bytes(world) + static_cast<size_t>(world) * world * kLanes * ring_stride(ring_bytes);
+}
+
+std::unique_ptr<ShmSegment> shm_create(int world, size_t ring_bytes) {
+  auto seg = std::make_unique<ShmSegment>();
+  seg->name = random_name();
+  seg->bytes = shm_segment_bytes(world, ring_bytes);
+  int fd = shm_open(seg->name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  TORCH_CHECK(fd >= 0, "npusim: cannot create shared memory ", seg->name, ": ", std::strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(seg->bytes)) != 0) {
+    int err = errno;
+    close(fd);
+    shm_unlink(seg->name.c_str());
+    TORCH_CHECK(false, "npusim: cannot size shared memory ", seg->name, " to ", seg->bytes,
+                " bytes: ", std::strerror(err));
+  }
+  try {
+    seg->base = map_fd(fd, seg->bytes, seg->name);
+  } catch (...) {
+    shm_unlink(seg->name.c_str());
+    throw;
+  }
+  auto* h = static_cast<SegmentHeader*>(seg->base);
+  h->world = world;
+  h->ring_bytes = ring_bytes;
+  std::atomic_thread_fence(std::memory_order_release);
+  h->magic = kSegmentMagic;
+  return seg;
+}
+
+std::unique_ptr<ShmSegment> shm_open_existing(const std::string& name, int world, size_t ring_bytes) {
+  TORCH_CHECK(name.rfind("/npusim-", 0) == 0 && name.size() < 64 && name.find('/', 1) == std::string::npos,
+              "npusim: refusing shared-memory name '", name, "' from the store");
+  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  TORCH_CHECK(fd >= 0, "npusim: cannot open shared memory ", name, ": ", std::strerror(errno));
+  struct stat st {};
+  size_t expected = shm_segment_bytes(world, ring_bytes);
+  if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0 ||
+      static_cast<size_t>(st.st_size) != expected) {
+    close(fd);
+    TORCH_CHECK(false, "npusim: shared memory ", name,
+                " is not a private segment of the expected size (owner, mode or size differ)");
+  }
+  auto seg = std::make_unique<ShmSegment>();
+  seg->name = name;
+  seg->bytes = expected;
+  seg->base = map_fd(fd, expected, name);
+  auto* h = static_cast<SegmentHeader*>(seg->base);
+  TORCH_CHECK(h->magic == kSegmentMagic && h->world == static_cast<uint32_t>(world) &&
+                  h->ring_bytes == ring_bytes,
+              "npusim: shared memory ", name, " has an unexpected layout");
+  return seg;
+}
+
+void shm_unlink_quietly(const std::string& name) {
+  if (!name.empty()) shm_unlink(name.c_str());
+}
+
+std::unique_ptr<Transport> make_shm_transport(std::unique_ptr<ShmSegment> segment, int rank,
+                                              int world, size_t ring_bytes) {
+  return std::make_unique<ShmTransport>(std::move(segment), rank, world, ring_bytes);
+}
+
+}  // namespace torch_npu_sim::dist
