@@ -36,7 +36,7 @@ Communicator::Communicator(GroupConfig config, std::unique_ptr<Transport> transp
   PeerMonitor* m = monitor_.get();
   GroupHealth* h = health_.get();
   health_->on_change = [t, m, h] {
-    if (h->state() == HealthState::Failed && m) m->announce(h->failed_ranks(), h->reason());
+    if (h->state() == HealthState::Failed && h->failure_is_local() && m) m->announce(h->failed_ranks(), h->reason());
     t->interrupt();
   };
   if (monitor_) monitor_->start();
@@ -70,6 +70,18 @@ Transfer Communicator::recv_from(int peer, const OpDesc& op, void* data, size_t 
   t.data = static_cast<uint8_t*>(data);
   t.bytes = bytes;
   return t;
+}
+
+Transfer Communicator::ack_to(int peer, const OpDesc& op) const {
+  OpDesc o = op;
+  o.step = kAckStep;
+  return send_to(peer, o, nullptr, 0);
+}
+
+Transfer Communicator::ack_from(int peer, const OpDesc& op) const {
+  OpDesc o = op;
+  o.step = kAckStep;
+  return recv_from(peer, o, nullptr, 0);
 }
 
 Transfer Communicator::combine_from(int peer, const OpDesc& op, void* data, size_t bytes,

@@ -73,6 +73,11 @@ class Communicator {
 
   Transfer send_to(int peer, const OpDesc& op, const void* data, size_t bytes) const;
   Transfer recv_from(int peer, const OpDesc& op, void* data, size_t bytes) const;
+  // A rank that only sends in a step still learns what its peers called: each receiver
+  // answers with an empty message carrying its own description of the operation.
+  static constexpr uint8_t kAckStep = 0xff;
+  Transfer ack_to(int peer, const OpDesc& op) const;
+  Transfer ack_from(int peer, const OpDesc& op) const;
   Transfer combine_from(int peer, const OpDesc& op, void* data, size_t bytes,
                         c10::ScalarType dtype) const;
 

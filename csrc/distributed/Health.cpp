@@ -14,11 +14,12 @@ const char* health_state_name(HealthState s) {
   return "?";
 }
 
-bool GroupHealth::transition(HealthState to, std::vector<int> ranks, const std::string& why) {
+bool GroupHealth::transition(HealthState to, std::vector<int> ranks, const std::string& why, bool local) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (state_.load() != HealthState::Healthy) return false;
     reason_ = why;
+    local_ = local;
     ranks_ = std::move(ranks);
     state_.store(to, std::memory_order_release);
   }
@@ -26,8 +27,8 @@ bool GroupHealth::transition(HealthState to, std::vector<int> ranks, const std::
   return true;
 }
 
-bool GroupHealth::fail(std::vector<int> ranks, const std::string& why) {
-  return transition(HealthState::Failed, std::move(ranks), why);
+bool GroupHealth::fail(std::vector<int> ranks, const std::string& why, bool local) {
+  return transition(HealthState::Failed, std::move(ranks), why, local);
 }
 
 bool GroupHealth::abort(const std::string& why) {

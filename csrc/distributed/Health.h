@@ -24,7 +24,10 @@ class GroupHealth {
   explicit GroupHealth(std::string group) : group_(std::move(group)) {}
 
   // Records the failure if the group is still healthy; returns true if it did.
-  bool fail(std::vector<int> ranks, const std::string& why);
+  // `local`: found on this rank (and so to be announced to the peers), rather than
+  // reported by a peer.
+  bool fail(std::vector<int> ranks, const std::string& why, bool local = true);
+  bool failure_is_local() const { return local_.load(); }
   bool abort(const std::string& why);
   void close();
 
@@ -41,10 +44,11 @@ class GroupHealth {
   std::function<void()> on_change;
 
  private:
-  bool transition(HealthState to, std::vector<int> ranks, const std::string& why);
+  bool transition(HealthState to, std::vector<int> ranks, const std::string& why, bool local = true);
 
   const std::string group_;
   std::atomic<HealthState> state_{HealthState::Healthy};
+  std::atomic<bool> local_{true};
   mutable std::mutex mutex_;
   std::string reason_;
   std::vector<int> ranks_;

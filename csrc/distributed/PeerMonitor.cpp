@@ -169,7 +169,7 @@ void PeerMonitor::on_readable(int peer) {
       std::string why;
       std::getline(s, why);
       std::getline(s, why, '\0');
-      health_.fail(ranks, why + " (reported by rank " + std::to_string(peer) + ")");
+      health_.fail(ranks, why + " (reported by rank " + std::to_string(peer) + ")", /*local=*/false);
     }
   }
   if (closed_[peer] && !left_[peer]) {

@@ -8,11 +8,14 @@ void reduce(CollectiveContext& c, Span buffer, int root) {
   std::vector<Transfer> ts;
   if (c.rank() != root) {
     ts.push_back(c.comm.send_to(root, c.op, buffer.data, c.bytes(buffer)));
+    ts.push_back(c.comm.ack_from(root, c.op));
     c.comm.run(ts, c.op, c.deadline);
     return;
   }
   for (int p = 0; p < c.world(); ++p)
     if (p != root) ts.push_back(c.comm.combine_from(p, c.op, buffer.data, c.bytes(buffer), c.dtype));
+  for (int p = 0; p < c.world(); ++p)
+    if (p != root) ts.push_back(c.comm.ack_to(p, c.op));
   c.comm.run(ts, c.op, c.deadline);
   if (c.op.reduce_op == 1) finalize_average(buffer.data, buffer.numel, c.dtype, c.world());
 }
