@@ -33,3 +33,16 @@ def register_backend() -> None:
     _C._init_distributed()
     # `devices` must be a list: a string would be iterated letter by letter.
     dist.Backend.register_backend(BACKEND_NAME, _create_backend, extended_api=True, devices=["cpu", "npusim"])
+
+
+def monitored_barrier(group=None, timeout: timedelta | None = None, wait_all_ranks: bool = False) -> None:
+    """``dist.monitored_barrier`` for npusim groups (torch's wrapper accepts gloo only).
+
+    Every rank waits for every other; ranks that do not arrive within `timeout` are named
+    in the DistBackendError raised on each rank that waited for them.
+    """
+    import torch.distributed as dist
+
+    group = group or dist.group.WORLD
+    timeout = timeout or timedelta(minutes=30)
+    group.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
