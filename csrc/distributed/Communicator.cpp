@@ -186,12 +186,18 @@ void Communicator::timeout(const std::vector<Transfer>& pending, const OpDesc& o
 void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock::time_point deadline) {
   health_->throw_if_unhealthy();
   std::vector<Interest> interests;
+  std::vector<uint8_t> busy;
   for (;;) {
     uint64_t ticket = transport_->ticket();
     bool moved = false, all_done = true, combining = false;
+    // Each stream (peer, direction) carries one message at a time, in list order.
+    busy.assign(static_cast<size_t>(world()) * 2, 0);
     for (Transfer& t : transfers) {
       if (t.done()) continue;
       all_done = false;
+      uint8_t& stream = busy[static_cast<size_t>(t.peer) * 2 + (t.send ? 1 : 0)];
+      if (stream) continue;
+      stream = 1;
       if (t.combine) {
         if (combining) continue;  // an earlier combining receive goes first
         combining = true;

@@ -103,6 +103,12 @@ std::string check_header(const MessageHeader& got, const MessageHeader& expected
       << my_rank << " called " << describe(expected);
     return s.str();
   }
+  if (got.reply_bytes != expected.reply_bytes) {
+    s << "mismatched " << describe(expected) << ": rank " << peer << " expects " << got.reply_bytes
+      << " bytes from rank " << my_rank << ", which sends " << expected.reply_bytes
+      << " bytes; sizes differ across ranks";
+    return s.str();
+  }
   if (got.step != expected.step || got.payload_bytes != expected.payload_bytes) {
     s << "mismatched " << describe(expected) << ": rank " << peer << " sends "
       << got.payload_bytes << " bytes to rank " << my_rank << ", which expects "

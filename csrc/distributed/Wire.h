@@ -58,8 +58,11 @@ struct MessageHeader {
   uint64_t seq;
   uint64_t numel;
   uint64_t payload_bytes;
+  // Bytes the sender expects back from the receiver in this step, where sizes may differ
+  // per pair (all_to_all): both sides of a pair check both directions.
+  uint64_t reply_bytes;
 };
-static_assert(sizeof(MessageHeader) == 56, "wire header layout");
+static_assert(sizeof(MessageHeader) == 64, "wire header layout");
 
 MessageHeader make_header(const OpDesc& op, int src_rank, uint64_t payload_bytes);
 

@@ -37,6 +37,11 @@ struct CollectiveContext {
   int world() const { return comm.world(); }
 };
 
+// Rooted collectives move data between the root and each rank only, so every rank also
+// swaps an empty message with every peer: each then knows what all the others called,
+// and a mismatch (kind, size, dtype, root) fails on every rank, not only the root.
+void exchange_descriptors(CollectiveContext& c, std::vector<Transfer>& transfers);
+
 // Splits `numel` elements into `parts` contiguous pieces whose sizes differ by at most 1.
 std::vector<Span> split(void* data, size_t numel, size_t esize, int parts);
 

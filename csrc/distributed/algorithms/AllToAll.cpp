@@ -15,7 +15,9 @@ void all_to_all(CollectiveContext& c, const std::vector<Span>& inputs, const std
   for (int p = 0; p < c.world(); ++p) {
     if (p == me) continue;
     ts.push_back(c.comm.send_to(p, c.op, inputs[p].data, c.bytes(inputs[p])));
+    ts.back().header.reply_bytes = c.bytes(outputs[p]);
     ts.push_back(c.comm.recv_from(p, c.op, outputs[p].data, c.bytes(outputs[p])));
+    ts.back().header.reply_bytes = c.bytes(inputs[p]);
   }
   c.comm.run(ts, c.op, c.deadline);
 }

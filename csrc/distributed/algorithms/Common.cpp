@@ -2,6 +2,14 @@
 
 namespace torch_npu_sim::dist {
 
+void exchange_descriptors(CollectiveContext& c, std::vector<Transfer>& transfers) {
+  for (int p = 0; p < c.world(); ++p) {
+    if (p == c.rank()) continue;
+    transfers.push_back(c.comm.ack_to(p, c.op));
+    transfers.push_back(c.comm.ack_from(p, c.op));
+  }
+}
+
 std::vector<Span> split(void* data, size_t numel, size_t esize, int parts) {
   std::vector<Span> out(parts);
   size_t base = numel / parts, extra = numel % parts, offset = 0;

@@ -8,16 +8,13 @@ void reduce(CollectiveContext& c, Span buffer, int root) {
   std::vector<Transfer> ts;
   if (c.rank() != root) {
     ts.push_back(c.comm.send_to(root, c.op, buffer.data, c.bytes(buffer)));
-    ts.push_back(c.comm.ack_from(root, c.op));
-    c.comm.run(ts, c.op, c.deadline);
-    return;
+  } else {
+    for (int p = 0; p < c.world(); ++p)
+      if (p != root) ts.push_back(c.comm.combine_from(p, c.op, buffer.data, c.bytes(buffer), c.dtype));
   }
-  for (int p = 0; p < c.world(); ++p)
-    if (p != root) ts.push_back(c.comm.combine_from(p, c.op, buffer.data, c.bytes(buffer), c.dtype));
-  for (int p = 0; p < c.world(); ++p)
-    if (p != root) ts.push_back(c.comm.ack_to(p, c.op));
+  exchange_descriptors(c, ts);
   c.comm.run(ts, c.op, c.deadline);
-  if (c.op.reduce_op == 1) finalize_average(buffer.data, buffer.numel, c.dtype, c.world());
+  if (c.rank() == root && c.op.reduce_op == 1) finalize_average(buffer.data, buffer.numel, c.dtype, c.world());
 }
 
 }  // namespace torch_npu_sim::dist
