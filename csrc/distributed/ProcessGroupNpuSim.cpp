@@ -173,8 +173,8 @@ ProcessGroupNpuSim::ProcessGroupNpuSim(const c10::intrusive_ptr<c10d::Store>& st
     try {
       store->wait({k}, t);
       return true;
-    } catch (const c10::DistError&) {
-      return false;
+    } catch (const c10::DistStoreError&) {
+      return false;  // timed out; a broken store (DistNetworkError) propagates as is
     }
   };
   GroupConfig config;
