@@ -1,0 +1,165 @@
+"""Collectives: the npusim backend against gloo, measured in the same run.
+
+    python benchmarks/bench_distributed.py [--quick]
+
+For world sizes 2 and 4, real processes run all_reduce (4 KiB, 1 MiB, 64 MiB),
+all_gather_into_tensor and reduce_scatter_tensor (64 MiB) on npusim (npusim tensors) and
+gloo (CPU tensors), and report the median latency, algorithm bandwidth and bus bandwidth
+(nccl-tests formulas) and the ratio to gloo. It also times how long survivors take to
+report a rank killed with SIGKILL.
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table  # noqa: E402
+
+CASES = [("all_reduce", 4 << 10), ("all_reduce", 1 << 20), ("all_reduce", 64 << 20),
+         ("all_gather_into_tensor", 64 << 20), ("reduce_scatter_tensor", 64 << 20)]
+
+
+def rank_main(backend, rank, world, port, quick):
+    import torch
+    import torch.distributed as dist
+    from datetime import timedelta
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=300))
+    device = torch.device("npusim", rank) if backend == "npusim" else torch.device("cpu")
+    results = {}
+    for name, nbytes in CASES:
+        n = nbytes // 4
+        if name == "all_reduce":
+            t = torch.ones(n, device=device)
+            op = lambda: dist.all_reduce(t)  # noqa: E731
+        elif name == "all_gather_into_tensor":
+            out, inp = torch.empty(n, device=device), torch.ones(n // world, device=device)
+            op = lambda: dist.all_gather_into_tensor(out, inp)  # noqa: E731
+        else:
+            out, inp = torch.empty(n // world, device=device), torch.ones(n, device=device)
+            op = lambda: dist.reduce_scatter_tensor(out, inp)  # noqa: E731
+        iters = (50 if nbytes <= 4096 else 20 if nbytes <= 1 << 20 else 5) * (1 if quick else 4)
+        for _ in range(2):
+            op()
+        dist.barrier()
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            op()
+            times.append(time.perf_counter() - start)
+        results[f"{name} {nbytes}"] = statistics.median(times)
+    if rank == 0:
+        print("RESULT " + json.dumps(results), flush=True)
+    dist.destroy_process_group()
+
+
+def kill_main(rank, world, port):
+    import torch
+    import torch.distributed as dist
+    from datetime import timedelta
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("npusim", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    t = torch.ones(1024, device=torch.device("npusim", rank))
+    for i in range(10**9):
+        if rank == 1 and i == 100:
+            print("KILLED " + json.dumps(time.time()), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            dist.all_reduce(t)
+        except Exception:
+            print("DETECTED " + json.dumps(time.time()), flush=True)
+            break
+    dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(args_for_rank, world, timeout=600):
+    procs = [subprocess.Popen([sys.executable, __file__, *args_for_rank(r)], stdout=subprocess.PIPE, text=True)
+             for r in range(world)]
+    outs = []
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            out, _ = p.communicate(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        outs.append(out)
+    return outs
+
+
+def measure(backend, world, quick):
+    port = free_port()
+    outs = run_ranks(lambda r: ["--rank", str(r), "--world", str(world), "--port", str(port),
+                                "--backend", backend] + (["--quick"] if quick else []), world)
+    for line in outs[0].splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{backend} x{world} reported nothing")
+
+
+def detection_ms(world=3, repeats=3):
+    values = []
+    for _ in range(repeats):
+        port = free_port()
+        outs = run_ranks(lambda r: ["--kill", "--rank", str(r), "--world", str(world), "--port", str(port)], world, 120)
+        killed = [json.loads(line[7:]) for out in outs for line in out.splitlines() if line.startswith("KILLED ")][0]
+        detected = [json.loads(line[9:]) for out in outs for line in out.splitlines() if line.startswith("DETECTED ")]
+        values.append(max(detected) - killed)  # the slowest survivor
+    return 1000 * statistics.median(values), 1000 * max(values)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rank", type=int)
+    parser.add_argument("--world", type=int)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--backend")
+    parser.add_argument("--kill", action="store_true")
+    args = parser.parse_args()
+    if args.kill:
+        return kill_main(args.rank, args.world, args.port)
+    if args.rank is not None:
+        return rank_main(args.backend, args.rank, args.world, args.port, args.quick)
+
+    rows = []
+    for world in (2, 4):
+        gloo = measure("gloo", world, args.quick)
+        npusim = measure("npusim", world, args.quick)
+        for name, nbytes in CASES:
+            key = f"{name} {nbytes}"
+            factor = 2 * (world - 1) / world if name == "all_reduce" else (world - 1) / world
+            g, m = gloo[key], npusim[key]
+            size = f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
+            goal = ""
+            if name == "all_reduce" and nbytes == 64 << 20 and world == 2:
+                goal = "busbw >= 5x gloo"
+            elif name == "all_reduce" and nbytes == 4 << 10:
+                goal = "latency <= 0.2x gloo"
+            rows.append([world, name, size, f"{g * 1e6:.0f}", f"{m * 1e6:.0f}", f"{m / g:.3f}x",
+                         f"{nbytes / g / 1e9 * factor:.2f}", f"{nbytes / m / 1e9 * factor:.2f}",
+                         f"{g / m:.1f}x", goal])
+    print_table("npusim vs gloo (median per call; busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n otherwise)",
+                rows, ["ranks", "collective", "size", "gloo us", "npusim us", "latency ratio",
+                       "gloo busbw GB/s", "npusim busbw GB/s", "busbw ratio", "goal"])
+    med, worst = detection_ms()
+    print(f"\ntime for every survivor to report a SIGKILLed rank (3 ranks, 3 runs): median {med:.1f} ms, worst {worst:.1f} ms (goal < 1000 ms)")
+
+
+if __name__ == "__main__":
+    main()
