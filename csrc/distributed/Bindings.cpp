@@ -1,11 +1,32 @@
 #include "distributed/Bindings.h"
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/reducer_timer.hpp>
 #include <torch/csrc/utils/pybind.h>
 
 #include "distributed/ProcessGroupNpuSim.h"
 
 namespace py = pybind11;
+
+namespace torch_npu_sim::dist {
+
+// DDP's timer (forward/backward/communication phases) for npusim: work on npusim runs
+// on the host in issue order, so host timestamps are the device's.
+class NpuSimDdpTimer : public c10d::Timer {
+ public:
+  explicit NpuSimDdpTimer(c10::Device) {}
+  std::optional<int64_t> measureDifference(Event start, Event end) override {
+    auto a = getTimestamp(start), b = getTimestamp(end);
+    if (!a || !b || *b < *a) return std::nullopt;
+    return *b - *a;
+  }
+};
+
+}  // namespace torch_npu_sim::dist
+
+namespace c10d {
+C10_REGISTER_TYPED_CLASS(TimerRegistry, c10::kPrivateUse1, torch_npu_sim::dist::NpuSimDdpTimer);
+}
 
 namespace torch_npu_sim {
 
