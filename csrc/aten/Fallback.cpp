@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "aten/Fallback.h"
 #include "core/Allocator.h"
 #include "core/Generator.h"
 #include "core/Runtime.h"
@@ -223,6 +224,32 @@ void npusim_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
 
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
+}
+
+int route_structured_ops_to_fallback() {
+  static int routed = -1;
+  if (routed >= 0) return routed;
+  routed = 0;
+  auto& dispatcher = c10::Dispatcher::singleton();
+  // Registrations live as long as these libraries: keep them for the life of the process.
+  static std::vector<std::unique_ptr<torch::Library>> libraries;
+  for (const auto& name : dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional)) {
+    auto op = dispatcher.findOp(name);
+    if (!op || op->hasKernelForDispatchKey(c10::DispatchKey::PrivateUse1) ||
+        !op->hasKernelForDispatchKey(c10::DispatchKey::CPU))
+      continue;
+    const std::string& ns_and_name = name.name;
+    auto sep = ns_and_name.find("::");
+    if (sep == std::string::npos) continue;
+    std::string ns = ns_and_name.substr(0, sep);
+    std::string op_name = ns_and_name.substr(sep + 2);
+    if (!name.overload_name.empty()) op_name += "." + name.overload_name;
+    libraries.push_back(std::make_unique<torch::Library>(torch::Library::IMPL, ns, c10::DispatchKey::PrivateUse1,
+                                                         __FILE__, __LINE__));
+    libraries.back()->impl(op_name.c_str(), torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
+    ++routed;
+  }
+  return routed;
 }
 
 }  // namespace torch_npu_sim

@@ -8,6 +8,7 @@
 #include "core/Hooks.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
+#include "aten/Fallback.h"
 #include "distributed/Bindings.h"
 
 namespace py = pybind11;
@@ -32,6 +33,7 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("_init", [] {
     register_hooks();
+    route_structured_ops_to_fallback();
     install_cpu_allocator_router();
     // an invalid NPUSIM_* configuration is reported on first use, not at import
   });
