@@ -38,7 +38,7 @@ class FallbackCall {
     const auto& schema = op_.schema();
     const size_t num_args = schema.arguments().size();
     auto args = torch::jit::last(*stack, num_args);
-    for (const auto& arg : args) inspect(arg);
+    for (size_t i = 0; i < num_args; ++i) inspect(args[i], schema.arguments()[i]);
     check_devices();
     TORCH_CHECK(device_ >= 0 || !saw_cpu_tensor_, "internal: npusim fallback reached without npusim arguments for ",
                 schema.name());
@@ -60,7 +60,7 @@ class FallbackCall {
   }
 
  private:
-  void note_tensor(const at::Tensor& t) {
+  void note_tensor(const at::Tensor& t, bool cpu_allowed = false) {
     if (!t.defined()) return;
     max_numel_ = std::max<uint64_t>(max_numel_, static_cast<uint64_t>(t.numel()));
     auto dev = t.device();
@@ -68,21 +68,23 @@ class FallbackCall {
       if (device_ < 0) device_ = dev.index();
       else if (dev.index() != device_) conflict_ = dev;
     } else if (dev.type() == c10::kCPU) {
-      if (t.dim() != 0) {  // a 0-dim CPU tensor is a scalar and mixes with any device, as in CUDA
-        saw_cpu_tensor_ = true;
-      }
+      // A 0-dim CPU tensor is a scalar and mixes with any device, as in CUDA; so do CPU
+      // index tensors (Tensor?[] of index / index_put_).
+      if (t.dim() != 0 && !cpu_allowed) saw_cpu_tensor_ = true;
     } else {
       conflict_ = dev;
     }
   }
 
-  void inspect(const IValue& v) {
+  void inspect(const IValue& v, const c10::Argument& arg) {
     if (v.isTensor()) {
       note_tensor(v.toTensor());
     } else if (v.isTensorList()) {
       for (const at::Tensor& t : v.toTensorList()) note_tensor(t);
     } else if (v.isList()) {
-      for (const IValue& e : v.toListRef()) if (e.isTensor()) note_tensor(e.toTensor());
+      bool indices = arg.type()->kind() == c10::TypeKind::ListType &&
+                     arg.type()->castRaw<c10::ListType>()->getElementType()->kind() == c10::TypeKind::OptionalType;
+      for (const IValue& e : v.toListRef()) if (e.isTensor()) note_tensor(e.toTensor(), indices);
     } else if (v.isDevice() && v.toDevice().type() == kNpu) {
       auto index = v.toDevice().has_index() ? v.toDevice().index() : static_cast<c10::DeviceIndex>(current_device());
       if (device_ < 0) device_ = index;
@@ -233,7 +235,11 @@ int route_structured_ops_to_fallback() {
   auto& dispatcher = c10::Dispatcher::singleton();
   // Registrations live as long as these libraries: keep them for the life of the process.
   static std::vector<std::unique_ptr<torch::Library>> libraries;
-  for (const auto& name : dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional)) {
+  std::vector<c10::OperatorName> names =
+      dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional);
+  for (auto& name : dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd))
+    names.push_back(std::move(name));
+  for (const auto& name : names) {
     auto op = dispatcher.findOp(name);
     if (!op || op->hasKernelForDispatchKey(c10::DispatchKey::PrivateUse1) ||
         !op->hasKernelForDispatchKey(c10::DispatchKey::CPU))

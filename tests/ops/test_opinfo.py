@@ -30,7 +30,18 @@ UNINITIALISED = {"empty", "empty_like", "new_empty", "new_empty_strided", "empty
 
 # Known differences, each with its reason. Checked strictly: an op listed here that
 # passes fails the run, so the list cannot go stale.
-EXPECTED_FAILURES: dict = {}
+EXPECTED_FAILURES: dict = {
+    "to_sparse": "sparse layouts: npusim tensors are dense (strided) only",
+}
+
+
+def cpu_twin(x):
+    """A CPU copy with the same storage layout (size, strides, offset), so that ops that
+    look at the storage (as_strided) see the same thing."""
+    if x.is_conj() or x.is_neg() or x.layout != torch.strided:
+        return x.detach().cpu()
+    storage = x.detach().untyped_storage().cpu()
+    return torch.empty(0, dtype=x.dtype).set_(storage, x.storage_offset(), x.size(), x.stride())
 
 
 def to_reference(x):
@@ -39,7 +50,7 @@ def to_reference(x):
     if isinstance(x, torch.Tensor):
         if x.device.type != DEVICE:
             return x
-        y = x.detach().cpu()
+        y = cpu_twin(x)
         return y.requires_grad_(True) if x.requires_grad else y
     if isinstance(x, torch.device) and x.type == DEVICE:
         return torch.device("cpu")
@@ -100,15 +111,17 @@ class SeededOpDetector(TorchDispatchMode):
 
 
 def run_reference(op_fn, sample):
-    """The CPU result, and whether it depends on random numbers."""
+    """The CPU result, and whether it depends on random numbers. (The detecting run is
+    a separate one: under a dispatch mode some ops take other decompositions.)"""
+    result = run(op_fn, sample)
     detector = SeededOpDetector()
     with detector:
-        result = run(op_fn, sample)
+        run(op_fn, sample)
     return result, detector.seeded
 
 
 def scalar_for_grad(t):
-    return torch.view_as_real(t).sum() if t.is_complex() else t.sum()
+    return t.real.sum() + t.imag.sum() if t.is_complex() else t.sum()
 
 
 def check_devices(expected, actual):
@@ -145,7 +158,10 @@ def compare_sample(op, op_fn, sample, with_grad):
     outs_dev = [t for t in tensors_in(sample.output_process_fn_grad(actual)) if t.requires_grad]
     if not outs_cpu or not cpu_leaves:
         return None
-    grads_cpu = torch.autograd.grad([scalar_for_grad(o) for o in outs_cpu], cpu_leaves, allow_unused=True)
+    try:
+        grads_cpu = torch.autograd.grad([scalar_for_grad(o) for o in outs_cpu], cpu_leaves, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - no CPU gradient to compare against
+        return f"backward fails on CPU ({type(e).__name__})"
     grads_dev = torch.autograd.grad([scalar_for_grad(o) for o in outs_dev], dev_leaves, allow_unused=True)
     for g_dev, g_cpu in zip(grads_dev, grads_cpu):
         assert (g_dev is None) == (g_cpu is None)
