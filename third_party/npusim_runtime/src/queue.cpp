@@ -49,17 +49,18 @@ int64_t now_ns() {
 
 npusimStream_t default_stream(int device) {
   auto& state = runtime().devices[device];
+  if (npusimStream_t s = state.default_stream.load(std::memory_order_acquire)) return s;  // every launch asks
   static std::mutex m;
   std::lock_guard<std::mutex> lock(m);
-  if (!state.default_stream) {
+  if (!state.default_stream.load()) {
     auto* s = new npusimStream_st{device, kLeastPriority};
     {
       std::lock_guard<std::mutex> handles(handles_mutex());
       live_handles().insert(s);
     }
-    state.default_stream = s;
+    state.default_stream.store(s, std::memory_order_release);
   }
-  return state.default_stream;
+  return state.default_stream.load();
 }
 
 // NULL means the current device's default stream.

@@ -16,7 +16,7 @@ constexpr int kMaxDevices = 64;
 struct DeviceState {
   size_t capacity = 0;              // bytes this device may hand out
   std::atomic<size_t> used{0};      // bytes currently allocated on it
-  npusimStream_t default_stream = nullptr;
+  std::atomic<npusimStream_t> default_stream{nullptr};  // created on first use
 };
 
 struct Runtime {
