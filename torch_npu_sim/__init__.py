@@ -22,6 +22,8 @@ def _autoload() -> None:
         loader()
 
 
+import atexit  # noqa: E402
+
 import torch  # noqa: E402
 
 from . import _C
@@ -48,6 +50,19 @@ def _load() -> None:
 
     _distributed.register_backend()
     _compile.register()
+    atexit.register(_let_autograd_device_threads_settle)
+
+
+def _let_autograd_device_threads_settle() -> None:
+    # Backward on npusim runs on autograd's device threads. In torch 2.13 each backward
+    # carries a copy of the caller's contextvars in its thread-local state, which the
+    # device thread releases (taking the GIL) just after the backward has returned. If the
+    # interpreter finalizes in that window, the thread is unwound inside a noexcept
+    # destructor and the process aborts at exit. Releasing the GIL briefly lets it finish.
+    import time
+
+    for _ in range(5):
+        time.sleep(0.01)
 
 
 _load()

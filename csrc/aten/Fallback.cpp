@@ -233,8 +233,9 @@ int route_structured_ops_to_fallback() {
   if (routed >= 0) return routed;
   routed = 0;
   auto& dispatcher = c10::Dispatcher::singleton();
-  // Registrations live as long as these libraries: keep them for the life of the process.
-  static std::vector<std::unique_ptr<torch::Library>> libraries;
+  // Registrations live as long as these libraries: keep them for the life of the process,
+  // and never destroy them (at exit the dispatcher may already be gone).
+  static auto& libraries = *new std::vector<std::unique_ptr<torch::Library>>();
   std::vector<c10::OperatorName> names =
       dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional);
   for (auto& name : dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd))
