@@ -1,0 +1,32 @@
+// scaled_dot_product_attention: ATen asks a device-specific stub which fused kernel to
+// use, and without one npusim would take the unfused math path. npusim answers as the
+// CPU does for the same inputs, so attention runs the CPU's fused kernels
+// (_scaled_dot_product_flash_attention_for_cpu and its backward) through the fallback.
+#include <ATen/ATen.h>
+#include <ATen/native/DispatchStub.h>
+#include <ATen/native/transformers/attention.h>
+
+#include "aten/CpuAlias.h"
+
+namespace torch_npu_sim {
+namespace {
+
+at::Tensor view_for_cpu(const at::Tensor& t) {
+  return t.defined() && t.device().type() == c10::DeviceType::PrivateUse1 ? cpu_alias(t) : t;
+}
+
+int64_t fused_sdp_choice(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                         const std::optional<at::Tensor>& attn_mask, double dropout_p, bool is_causal,
+                         std::optional<double> scale, bool enable_gqa) {
+  std::optional<at::Tensor> mask;
+  if (attn_mask.has_value() && attn_mask->defined()) mask = view_for_cpu(*attn_mask);
+  return at::_fused_sdp_choice(view_for_cpu(query), view_for_cpu(key), view_for_cpu(value), mask, dropout_p,
+                               is_causal, scale, enable_gqa);
+}
+
+}  // namespace
+}  // namespace torch_npu_sim
+
+namespace at::native {
+REGISTER_PRIVATEUSE1_DISPATCH(_fused_sdp_choice_stub, &torch_npu_sim::fused_sdp_choice)
+}
