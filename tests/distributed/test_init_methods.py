@@ -1,0 +1,74 @@
+"""More ways to reach an npusim group: init_method URLs (file://, tcp://) with explicit
+rank/world_size/timeout, subgroups with an explicit backend, new_subgroups, and the
+backend name as torch reports it."""
+import os
+import tempfile
+
+import pytest
+
+from launcher import assert_clean, describe, launch
+
+INIT = """
+import torch_npu_sim  # noqa: F401
+variant = os.environ["VARIANT"]
+dev = torch.device("npusim", RANK)
+kw = dict(rank=RANK, world_size=WORLD, timeout=timedelta(seconds=30))
+if variant == "file":
+    dist.init_process_group("npusim", init_method="file://" + os.environ["INIT_FILE"], **kw)
+elif variant == "tcp":
+    dist.init_process_group("npusim", init_method=f"tcp://127.0.0.1:{os.environ['MASTER_PORT']}", **kw)
+else:
+    dist.init_process_group("npusim", **kw)
+report(backend=str(dist.get_backend()), rank=dist.get_rank(), world=dist.get_world_size())
+t = torch.full((4,), float(RANK + 1), device=dev)
+dist.all_reduce(t)
+report(world_sum=t.tolist())
+if variant == "subgroups":
+    everyone = list(range(WORLD))
+    g_npusim = dist.new_group(everyone, backend="npusim")
+    g_gloo = dist.new_group(everyone, backend="gloo")
+    a = torch.full((3,), float(RANK), device=dev)
+    dist.all_reduce(a, group=g_npusim)
+    c = torch.full((3,), float(RANK))
+    dist.all_reduce(c, group=g_gloo)
+    report(npusim_group=a.tolist(), gloo_group=c.tolist(),
+           group_backends=[str(dist.get_backend(g_npusim)), str(dist.get_backend(g_gloo))])
+    # one subgroup per pair of ranks
+    mine, _ = dist.new_subgroups(group_size=2)
+    b = torch.full((2,), float(RANK), device=dev)
+    dist.all_reduce(b, group=mine)
+    report(pair=b.tolist(), pair_rank=dist.get_rank(mine))
+dist.destroy_process_group()
+report(destroyed=not dist.is_initialized())
+"""
+
+
+@pytest.mark.parametrize("variant,world", [("file", 2), ("tcp", 2), ("subgroups", 4)])
+def test_init_method_and_subgroups(variant, world):
+    with tempfile.TemporaryDirectory() as d:
+        outcomes = launch(INIT, world, env={"VARIANT": variant, "INIT_FILE": os.path.join(d, "rendezvous")},
+                          timeout=120)
+    assert_clean(outcomes)
+    total = float(sum(range(1, world + 1)))
+    for o in outcomes:
+        assert o.result("backend") == "npusim"
+        assert (o.result("rank"), o.result("world")) == (o.rank, world)
+        assert o.result("world_sum") == [total] * 4, describe(outcomes)
+        assert o.result("destroyed") is True
+        if variant == "subgroups":
+            assert o.result("npusim_group") == [float(sum(range(world)))] * 3
+            assert o.result("gloo_group") == [float(sum(range(world)))] * 3
+            assert o.result("group_backends") == ["npusim", "gloo"], describe(outcomes)
+            first = o.rank - o.rank % 2
+            assert o.result("pair") == [float(first + first + 1)] * 2
+            assert o.result("pair_rank") == o.rank % 2
+
+
+def test_backend_name(fresh_python):
+    r = fresh_python("""
+        import torch, torch.distributed as dist
+        import torch_npu_sim  # noqa: F401
+        print(dist.Backend("npusim"), dist.Backend("NPUSIM"), dist.Backend.NPUSIM if hasattr(dist.Backend, "NPUSIM") else "-")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["npusim", "npusim"]
