@@ -207,6 +207,26 @@ def _():
     check("rs strided", out, want)
 
 
+@case("coalescing manager: all_gather_into_tensor and reduce_scatter_tensor (FSDP's path)")
+def _():
+    sizes = [3, 1031, 1]
+    ins = [on_dev(value(RANK, k, salt=k)) for k in sizes]
+    outs = [on_dev(torch.zeros(WORLD * k)) for k in sizes]
+    with dist._coalescing_manager(async_ops=True) as cm:
+        for o, i in zip(outs, ins):
+            dist.all_gather_into_tensor(o, i)
+    cm.wait()
+    for k, o in zip(sizes, outs):
+        check(f"coalesced all_gather {k}", o, everyone(k, salt=k).reshape(-1))
+    fulls = [on_dev(torch.cat([value(RANK, k, salt=p + k) for p in range(WORLD)])) for k in sizes]
+    outs = [on_dev(torch.zeros(k)) for k in sizes]
+    with dist._coalescing_manager():
+        for o, f in zip(outs, fulls):
+            dist.reduce_scatter_tensor(o, f, op=R.AVG)
+    for k, o in zip(sizes, outs):
+        check(f"coalesced reduce_scatter {k}", o, everyone(k, salt=RANK + k).sum(0) / WORLD)
+
+
 @case("many async ops in flight, waited in reverse order")
 def _():
     ts = [on_dev(torch.full((100 + i,), float(RANK + i))) for i in range(16)]

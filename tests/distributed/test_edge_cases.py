@@ -20,10 +20,15 @@ def failing_cases(outcomes):
     return failures
 
 
-@pytest.mark.parametrize("world,transport", [(2, "shm"), (2, "tcp"), (3, "shm"), (3, "tcp"), (4, "shm")])
-def test_edge_cases(world, transport):
+@pytest.mark.parametrize("world,transport,ring", [(2, "shm", None), (2, "tcp", None), (3, "shm", None),
+                                                 (3, "tcp", None), (4, "shm", None), (3, "shm", 4096)])
+def test_edge_cases(world, transport, ring):
+    """ring: a tiny shared-memory ring, so every message wraps around it many times."""
     code = open(os.path.join(HERE, "edge_rank.py")).read()
-    outcomes = launch(code, world, env={"NPUSIM_TRANSPORT": transport}, timeout=240)
+    env = {"NPUSIM_TRANSPORT": transport}
+    if ring:
+        env["NPUSIM_SHM_RING_BYTES"] = str(ring)
+    outcomes = launch(code, world, env=env, timeout=240)
     assert_clean(outcomes)
     failures = failing_cases(outcomes)
     total = len(outcomes[0].result("outcomes"))

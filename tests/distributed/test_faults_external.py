@@ -81,13 +81,13 @@ def signal_when_ready(sig, victim, record, max_delay=0.1):
     return control
 
 
-def run_fault(world, transport, mode, sig, group_timeout=30, linger=0.0):
+def run_fault(world, transport, mode, sig, group_timeout=30, linger=0.0, extra_env=None):
     victim = world // 2
     record = {}
     before = shm_entries()
     outcomes = launch(FAULT, world, timeout=90, linger=linger,
                       env={"NPUSIM_TRANSPORT": transport, "MODE": mode, "VICTIM": str(victim),
-                           "GROUP_TIMEOUT": str(group_timeout)},
+                           "GROUP_TIMEOUT": str(group_timeout), **(extra_env or {})},
                       control=signal_when_ready(sig, victim, record))
     assert "at" in record, "the ranks never got ready:\n" + describe(outcomes)
     leftover = shm_entries() - before
@@ -136,6 +136,25 @@ def test_external_sigstop(transport, mode):
         assert f"rank {victim}" in message, message
         assert s.result("next_error") == "DistBackendError"
         assert s.result("destroy_s") < 2.0, "destroy_process_group must not wait for a stopped rank"
+
+
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_sigstop_found_by_peer_timeout_before_group_timeout(transport):
+    """NPUSIM_PEER_TIMEOUT=1: a silent rank is declared hung after ~1 s of silence even
+    though the group's timeout is 30 s."""
+    victim, stopped_at, outcomes = run_fault(3, transport, "traffic", signal.SIGSTOP, group_timeout=30, linger=1.0,
+                                             extra_env={"NPUSIM_PEER_TIMEOUT": "1"})
+    for s in outcomes:
+        if s.rank == victim:
+            continue
+        assert s.returncode == 0 and not s.killed, describe(outcomes)
+        assert s.result("error_type") == "DistBackendError", describe(outcomes)
+        latency = s.result("error_at") - stopped_at
+        print(f"\n{transport}: rank {s.rank} raised {latency:.2f} s after SIGSTOP (peer timeout 1 s, group 30 s): "
+              f"{s.result('message')[:200]}")
+        assert latency < 1.0 + 1.5, s.result("message")
+        assert f"rank {victim}" in s.result("message"), s.result("message")
+        assert s.result("destroy_s") < 2.0
 
 
 MISMATCH = """
