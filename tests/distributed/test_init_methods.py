@@ -72,3 +72,65 @@ def test_backend_name(fresh_python):
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[:2] == ["npusim", "npusim"]
+
+
+TORCHRUN = """
+import json, os
+import torch
+import torch.distributed as dist
+import torch_npu_sim  # noqa: F401
+dist.init_process_group("npusim")
+rank, local = dist.get_rank(), int(os.environ["LOCAL_RANK"])
+t = torch.full((5,), float(rank + 1), device=torch.device("npusim", local))
+dist.all_reduce(t)
+with open(os.path.join(os.environ["RESULT_DIR"], f"rank{rank}.json"), "w") as f:  # (a shared pipe interleaves)
+    json.dump({"rank": rank, "world": dist.get_world_size(), "sum": t.tolist(),
+               "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "-1"))}, f)
+dist.destroy_process_group()
+"""
+
+
+def test_under_torchrun(tmp_path):
+    """torchrun's own rendezvous (its store, its environment) works unchanged."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(TORCHRUN)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                             "--max-restarts", "0", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "RESULT_DIR": str(tmp_path)})
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError("torchrun hung:\n" + err[-3000:])
+    assert proc.returncode == 0, err[-3000:]
+    results = sorted((json.loads(f.read_text()) for f in tmp_path.glob("rank*.json")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1, 2], out + err[-3000:]
+    for r in results:
+        assert r["world"] == 3 and r["sum"] == [6.0] * 5 and r["restarts"] == 0
+
+
+CHOICE = """
+import torch_npu_sim  # noqa: F401
+os.environ["NPUSIM_TRANSPORT"] = os.environ["RANK0_TRANSPORT"] if RANK == 0 else os.environ["OTHERS_TRANSPORT"]
+dist.init_process_group("npusim")
+t = torch.ones(100_000, device=torch.device("npusim", RANK))
+dist.all_reduce(t)
+report(transport=dist.group.WORLD._get_backend(torch.device("npusim")).transport, ok=bool((t == WORLD).all()))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("rank0,others", [("tcp", "shm"), ("shm", "tcp")])
+def test_rank0_chooses_the_transport(rank0, others):
+    outcomes = launch(CHOICE, 3, env={"RANK0_TRANSPORT": rank0, "OTHERS_TRANSPORT": others}, timeout=60)
+    assert_clean(outcomes)
+    for o in outcomes:
+        assert o.result("transport") == rank0, describe(outcomes)
+        assert o.result("ok") is True
