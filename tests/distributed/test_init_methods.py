@@ -134,3 +134,67 @@ def test_rank0_chooses_the_transport(rank0, others):
     for o in outcomes:
         assert o.result("transport") == rank0, describe(outcomes)
         assert o.result("ok") is True
+
+
+def listening_ports(pid):
+    """TCP ports on which process `pid` listens (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+LISTEN = """
+import torch_npu_sim  # noqa: F401
+dist.init_process_group("npusim", timeout=timedelta(seconds=30))
+t = torch.ones(4, device=torch.device("npusim", RANK))
+dist.all_reduce(t)
+open(os.path.join(os.environ["DIST_TEST_DIR"], f"ready.{RANK}"), "w").close()
+while not os.path.exists(os.path.join(os.environ["DIST_TEST_DIR"], "looked")):
+    time.sleep(0.01)
+dist.all_reduce(t)
+report(sum=t.tolist())
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_nothing_listens_once_the_group_is_up(transport):
+    """Peers connect during set-up only: afterwards no rank accepts connections (only the
+    rendezvous store, torch's own, still listens), so strangers have nothing to talk to."""
+    import time
+
+    seen = {}
+
+    def control(procs, workdir):
+        deadline = time.monotonic() + 60
+        while sum(f.startswith("ready.") for f in os.listdir(workdir)) < len(procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                return
+            time.sleep(0.01)
+        environ = open(f"/proc/{procs[0].pid}/environ", "rb").read().split(b"\0")
+        store_port = int(next(e for e in environ if e.startswith(b"MASTER_PORT="))[12:])
+        seen["ports"] = {p.pid: sorted(listening_ports(p.pid) - {store_port}) for p in procs}
+        open(os.path.join(workdir, "looked"), "w").close()
+
+    outcomes = launch(LISTEN, 3, env={"NPUSIM_TRANSPORT": transport}, timeout=60, control=control)
+    assert_clean(outcomes)
+    assert "ports" in seen, describe(outcomes)
+    assert all(not ports for ports in seen["ports"].values()), seen["ports"]
+    for o in outcomes:
+        assert o.result("sum") == [9.0] * 4
