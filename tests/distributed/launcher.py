@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -52,12 +53,17 @@ def free_port() -> int:
 
 
 def launch(code: str, world: int, env: dict | None = None, timeout: float = 120.0,
-           linger: float = 0.0) -> list[RankOutcome]:
+           linger: float = 0.0, control=None) -> list[RankOutcome]:
     """Runs `code` on `world` ranks. Ranks still alive `linger` seconds after the first
-    clean exit of all others (e.g. a stopped victim) are killed; so is everything at `timeout`."""
+    clean exit of all others (e.g. a stopped victim) are killed; so is everything at `timeout`.
+
+    `control(procs, workdir)`, if given, runs in a thread of this process while the ranks
+    run (e.g. to signal one of them); `workdir` is an empty directory the ranks also get
+    as $DIST_TEST_DIR."""
     script = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, dir=tempfile.gettempdir())
     script.write(PRELUDE + textwrap.dedent(code))
     script.close()
+    workdir = tempfile.TemporaryDirectory()
     port = free_port()
     procs, outs = [], []
     try:
@@ -65,11 +71,13 @@ def launch(code: str, world: int, env: dict | None = None, timeout: float = 120.
             full_env = dict(os.environ)
             full_env.update(env or {})
             full_env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DIST_TEST_DIR=workdir.name)
             out = tempfile.TemporaryFile("w+")
             err = tempfile.TemporaryFile("w+")
             procs.append(subprocess.Popen([sys.executable, script.name], env=full_env, stdout=out, stderr=err))
             outs.append((out, err))
+        if control is not None:
+            threading.Thread(target=control, args=(procs, workdir.name), daemon=True).start()
         deadline = time.monotonic() + timeout
         killed = [False] * world
         settled_at = None
@@ -106,6 +114,7 @@ def launch(code: str, world: int, env: dict | None = None, timeout: float = 120.
                 p.kill()
                 p.wait()
         os.unlink(script.name)
+        workdir.cleanup()
 
 
 def describe(outcomes: list[RankOutcome]) -> str:
