@@ -31,7 +31,10 @@ Communicator::Communicator(GroupConfig config, std::unique_ptr<Transport> transp
       monitor_(std::move(monitor)),
       health_(std::move(health)),
       p2p_send_seq_(config_.world, 0),
-      p2p_recv_seq_(config_.world, 0) {
+      p2p_recv_seq_(config_.world, 0),
+      incoming_(config_.world),
+      incoming_done_(config_.world, 0),
+      receiving_(config_.world, nullptr) {
   Transport* t = transport_.get();
   PeerMonitor* m = monitor_.get();
   GroupHealth* h = health_.get();
@@ -241,24 +244,59 @@ void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock
 
 void Communicator::post(Transfer transfer) { p2p_.push_back(std::move(transfer)); }
 
+// A receive: the next message from its peer is read up to its header, then given to
+// the first posted receive with that tag; the payload goes to that receive.
+bool Communicator::progress_recv(Transfer& t) {
+  const int p = t.peer;
+  if (receiving_[p] != nullptr && receiving_[p] != &t) return false;
+  bool moved = false;
+  if (receiving_[p] == nullptr) {
+    if (incoming_done_[p] < sizeof(MessageHeader)) {
+      try {
+        size_t n = transport_->try_recv(p, Lane::P2P, reinterpret_cast<char*>(&incoming_[p]) + incoming_done_[p],
+                                        sizeof(MessageHeader) - incoming_done_[p]);
+        incoming_done_[p] += n;
+        moved = n > 0;
+      } catch (const PeerLost& e) {
+        lost_peer(e.peer, e.what(), describe(t.header));
+      }
+      if (incoming_done_[p] < sizeof(MessageHeader)) return moved;
+    }
+    const MessageHeader& h = incoming_[p];
+    if (h.magic == kWireMagic && h.tag != t.header.tag) return moved;  // for another receive
+    std::string problem = check_header(h, t.header, p, rank());
+    if (!problem.empty()) fail({p}, problem);
+    t.got = h;
+    t.header_done = sizeof(MessageHeader);
+    incoming_done_[p] = 0;
+    receiving_[p] = &t;
+  }
+  moved |= step(t, nullptr);
+  if (t.done()) receiving_[p] = nullptr;
+  return moved;
+}
+
 bool Communicator::progress_p2p() {
   if (p2p_.empty()) return false;
   bool moved = false;
-  // Only the oldest message of each (peer, direction) may move: the stream is ordered.
-  std::vector<uint8_t> busy(static_cast<size_t>(world()) * 2, 0);
+  // Sends to a peer leave one at a time, in posting order.
+  std::vector<uint8_t> sending(static_cast<size_t>(world()), 0);
   for (auto it = p2p_.begin(); it != p2p_.end();) {
-    uint8_t& slot = busy[static_cast<size_t>(it->peer) * 2 + (it->send ? 1 : 0)];
-    if (slot) {
-      ++it;
-      continue;
+    if (it->send) {
+      if (sending[it->peer]) {
+        ++it;
+        continue;
+      }
+      sending[it->peer] = 1;
+      moved |= step(*it, nullptr);
+    } else {
+      moved |= progress_recv(*it);
     }
-    slot = 1;
-    moved |= step(*it, nullptr);
     if (it->done()) {
       auto done = std::move(it->on_done);
       it = p2p_.erase(it);
       if (done) done(nullptr);
-      busy.assign(busy.size(), 0);  // the next message of that stream may start now
+      sending.assign(sending.size(), 0);  // the next message of that stream may start now
       it = p2p_.begin();
       continue;
     }
@@ -289,6 +327,7 @@ void Communicator::drive_p2p(const std::function<bool()>& stop) {
 }
 
 void Communicator::fail_p2p(std::exception_ptr error) {
+  std::fill(receiving_.begin(), receiving_.end(), nullptr);
   while (!p2p_.empty()) {
     auto done = std::move(p2p_.front().on_done);
     p2p_.pop_front();

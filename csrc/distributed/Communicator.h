@@ -8,7 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -86,8 +86,9 @@ class Communicator {
   // failed and telling the peers.
   void run(std::vector<Transfer>& transfers, const OpDesc& op, Clock::time_point deadline);
 
-  // Point-to-point: messages on the P2P lane progress beside collectives, each
-  // direction of each pair in posting order.
+  // Point-to-point: messages on the P2P lane progress beside collectives. Sends to a
+  // peer leave in posting order; an arriving message goes to the first posted receive
+  // from that peer with its tag (as gloo matches), so receives may be posted in any order.
   void post(Transfer transfer);
   bool p2p_pending() const { return !p2p_.empty(); }
   // Progresses point-to-point traffic until it is all done or `stop()` turns true.
@@ -105,6 +106,7 @@ class Communicator {
   bool step(Transfer& t, const OpDesc* op);
   bool combine_in_place(Transfer& t, size_t& moved);
   bool progress_p2p();
+  bool progress_recv(Transfer& t);
   void lost_peer(int peer, const std::string& detail, const std::string& during);
   void add_interests(const Transfer& t, std::vector<Interest>& out) const;
   [[noreturn]] void timeout(const std::vector<Transfer>& pending, const OpDesc& op);
@@ -113,7 +115,10 @@ class Communicator {
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<PeerMonitor> monitor_;
   std::shared_ptr<GroupHealth> health_;
-  std::deque<Transfer> p2p_;
+  std::list<Transfer> p2p_;  // stable addresses: receiving_ points into it
+  std::vector<MessageHeader> incoming_;  // per peer: the header of the next P2P message
+  std::vector<size_t> incoming_done_;
+  std::vector<Transfer*> receiving_;     // per peer: the receive that message was matched to
   std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
   std::vector<uint8_t> scratch_;
 };

@@ -45,6 +45,18 @@ void check_tensor(const at::Tensor& t, const char* op) {
                     " takes cpu or npusim tensors, got a tensor on ", t.device());
 }
 
+// Every tensor of one collective on one device (as NCCL and gloo require of theirs).
+void check_one_device(std::initializer_list<const std::vector<at::Tensor>*> lists, const char* op) {
+  const at::Tensor* first = nullptr;
+  for (const auto* list : lists)
+    for (const auto& t : *list) {
+      if (!t.defined()) continue;
+      if (!first) first = &t;
+      TORCH_CHECK_VALUE(t.device() == first->device(), "npusim: ", op, " needs all its tensors on one device, got ",
+                        first->device(), " and ", t.device());
+    }
+}
+
 const at::Tensor& single(const std::vector<at::Tensor>& ts, const char* op) {
   TORCH_CHECK_VALUE(ts.size() == 1, "npusim: ", op, " takes one tensor per rank, got ", ts.size());
   check_tensor(ts[0], op);
@@ -342,6 +354,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce(std::vector<at::Ten
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce_coalesced(std::vector<at::Tensor>& tensors,
                                                                        const c10d::AllreduceCoalescedOptions& opts) {
+  check_one_device({&tensors}, "all_reduce_coalesced");
   TORCH_CHECK_VALUE(!tensors.empty(), "npusim: all_reduce_coalesced needs at least one tensor");
   std::vector<at::Tensor> flat_parts;
   for (const auto& t : tensors) {
@@ -387,6 +400,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce(std::vector<at::Tensor
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather(std::vector<std::vector<at::Tensor>>& outputs,
                                                              std::vector<at::Tensor>& inputs,
                                                              const c10d::AllgatherOptions& opts) {
+  if (outputs.size() == 1) check_one_device({&inputs, &outputs[0]}, "all_gather");
   const at::Tensor& in = single(inputs, "all_gather");
   TORCH_CHECK_VALUE(outputs.size() == 1, "npusim: all_gather takes one output list per rank, got ", outputs.size());
   check_list(outputs[0], in, size_, "all_gather", "output tensors");
@@ -402,6 +416,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather(std::vector<std::ve
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_allgather_base(at::Tensor& output, at::Tensor& input,
                                                                    const c10d::AllgatherOptions& opts) {
+  std::vector<at::Tensor> both{input, output};
+  check_one_device({&both}, "all_gather_into_tensor");
   check_tensor(input, "all_gather_into_tensor");
   check_tensor(output, "all_gather_into_tensor");
   TORCH_CHECK_VALUE(output.scalar_type() == input.scalar_type(), "npusim: all_gather_into_tensor: output dtype ",
@@ -475,6 +491,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather_into_tensor_coalesc
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::gather(std::vector<std::vector<at::Tensor>>& outputs,
                                                           std::vector<at::Tensor>& inputs,
                                                           const c10d::GatherOptions& opts) {
+  if (outputs.size() == 1) check_one_device({&inputs, &outputs[0]}, "gather");
   const at::Tensor& in = single(inputs, "gather");
   check_root(opts.rootRank, size_, "gather");
   int root = static_cast<int>(opts.rootRank);
@@ -501,6 +518,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::gather(std::vector<std::vecto
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::scatter(std::vector<at::Tensor>& outputs,
                                                            std::vector<std::vector<at::Tensor>>& inputs,
                                                            const c10d::ScatterOptions& opts) {
+  if (inputs.size() == 1) check_one_device({&outputs, &inputs[0]}, "scatter");
   const at::Tensor& out = single(outputs, "scatter");
   check_root(opts.rootRank, size_, "scatter");
   int root = static_cast<int>(opts.rootRank);
@@ -525,6 +543,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::scatter(std::vector<at::Tenso
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce_scatter(std::vector<at::Tensor>& outputs,
                                                                   std::vector<std::vector<at::Tensor>>& inputs,
                                                                   const c10d::ReduceScatterOptions& opts) {
+  if (inputs.size() == 1) check_one_device({&outputs, &inputs[0]}, "reduce_scatter");
   const at::Tensor& out = single(outputs, "reduce_scatter");
   TORCH_CHECK_VALUE(inputs.size() == 1, "npusim: reduce_scatter takes one input list per rank, got ", inputs.size());
   check_list(inputs[0], out, size_, "reduce_scatter", "input tensors");
@@ -543,6 +562,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce_scatter(std::vector<at
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_reduce_scatter_base(at::Tensor& output, at::Tensor& input,
                                                                         const c10d::ReduceScatterOptions& opts) {
+  std::vector<at::Tensor> both{input, output};
+  check_one_device({&both}, "reduce_scatter_tensor");
   check_tensor(input, "reduce_scatter_tensor");
   check_tensor(output, "reduce_scatter_tensor");
   TORCH_CHECK_VALUE(output.scalar_type() == input.scalar_type(), "npusim: reduce_scatter_tensor: output dtype ",
@@ -593,6 +614,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall_base(at::Tensor& out
                                                                  std::vector<int64_t>& output_splits,
                                                                  std::vector<int64_t>& input_splits,
                                                                  const c10d::AllToAllOptions& opts) {
+  std::vector<at::Tensor> both{input, output};
+  check_one_device({&both}, "all_to_all_single");
   check_tensor(input, "all_to_all_single");
   check_tensor(output, "all_to_all_single");
   TORCH_CHECK_VALUE(output.scalar_type() == input.scalar_type(), "npusim: all_to_all_single: output dtype ",
@@ -645,6 +668,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall_base(at::Tensor& out
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall(std::vector<at::Tensor>& outputs,
                                                             std::vector<at::Tensor>& inputs,
                                                             const c10d::AllToAllOptions& opts) {
+  check_one_device({&inputs, &outputs}, "all_to_all");
   TORCH_CHECK_VALUE(static_cast<int>(inputs.size()) == size_ && static_cast<int>(outputs.size()) == size_,
                     "npusim: all_to_all needs ", size_, " input and output tensors, got ", inputs.size(), " and ",
                     outputs.size());
@@ -696,7 +720,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue_p2p(c10d::OpType type
   {
     std::lock_guard<std::mutex> lock(mutex_);
     TORCH_CHECK(!stop_, "npusim: the process group was destroyed");
-    op.seq = (is_send ? p2p_send_seq_ : p2p_recv_seq_)[peer]++;
+    op.seq = 0;  // point-to-point messages are matched by peer and tag, not by number
     Job job;
     job.work = work;
     job.timeout = timeout;

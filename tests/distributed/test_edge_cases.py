@@ -132,8 +132,8 @@ expect("reduce_scatter_tensor: npusim output, cpu input",
        lambda: dist.reduce_scatter_tensor(torch.zeros(2, device=dev), torch.ones(2 * WORLD)))
 expect("all_to_all_single: cpu output, npusim input",
        lambda: dist.all_to_all_single(torch.zeros(WORLD), torch.ones(WORLD, device=dev)))
-expect("scatter: npusim output, cpu inputs",
-       lambda: dist.scatter(torch.zeros(3, device=dev), [torch.ones(3) for _ in range(WORLD)] if RANK == 0 else None, src=0))
+# (scatter with CPU inputs on the root only is an error on the root alone: the other ranks'
+# scatter then meets the root's next call, which is reported as a mismatch, not checked here)
 t = torch.ones(3, device=dev)
 dist.all_reduce(t)
 report(errors=errors, after=t.tolist())
