@@ -54,15 +54,27 @@ def _load() -> None:
 
 
 def _let_autograd_device_threads_settle() -> None:
-    # Backward on npusim runs on autograd's device threads. In torch 2.13 each backward
-    # carries a copy of the caller's contextvars in its thread-local state, which the
-    # device thread releases (taking the GIL) just after the backward has returned. If the
-    # interpreter finalizes in that window, the thread is unwound inside a noexcept
-    # destructor and the process aborts at exit. Releasing the GIL briefly lets it finish.
-    import time
+    # Backward on npusim runs on autograd's per-device threads. In torch 2.13 each backward
+    # carries a copy of the caller's contextvars in its thread-local state, and a device
+    # thread may drop the last reference to it (which takes the GIL) just after backward
+    # returned; if the interpreter is finalizing by then, that thread is unwound inside a
+    # noexcept destructor and the process aborts at exit. A device thread handles its
+    # tasks one at a time, so once it has run one more (empty-context) backward it has
+    # dropped everything from the previous one.
+    try:
+        engine = torch.autograd.variable.Variable._execution_engine
+        with torch.enable_grad():
+            _run_empty_backwards(engine)
+    except Exception:  # noqa: BLE001 - exit must not fail because of this
+        pass
 
-    for _ in range(5):
-        time.sleep(0.01)
+
+def _run_empty_backwards(engine) -> None:
+    for index in range(torch.npusim.device_count()):
+        leaf = torch.zeros((), device=torch.device("npusim", index), requires_grad=True)
+        out = leaf * 1.0
+        # the engine directly: no context is stashed for this one
+        engine.run_backward((out,), (torch.ones((), device=out.device),), False, False, (), True, True)
 
 
 _load()
