@@ -1,11 +1,17 @@
 // Unboxed kernels for the arithmetic ops that dominate small-op latency (add, sub, mul,
-// div and their in-place forms). Same zero-copy scheme as the fallback, minus boxing:
-// the CPU kernel runs on CPU aliases (called directly through at::cpu::, so neither the
-// dispatcher nor autograd is crossed a second time), results are npusim allocations adopted as is.
-// The fast path calls the CPU kernel stubs (add_stub, ...) directly. Their dispatch entry
-// point is declared according to the CPU kernel variants libtorch was built with: the
-// x86-64 wheels carry AVX2 and AVX-512 variants, so say so here (else it would not link).
-// On other architectures the fast path is compiled out.
+// div and their in-place forms).
+//
+// Fast path: two npusim operands of one floating dtype. A TensorIterator over the npusim
+// tensors themselves runs the CPU kernel stub (add_stub, mul_stub, div_true_stub) on their
+// bytes (host memory); the result is allocated by the iterator on the npusim device.
+// Other cases use the fallback's zero-copy scheme minus boxing: the CPU kernel runs on CPU
+// aliases (called through at::cpu::, so the dispatcher and autograd are not crossed a
+// second time) and its result, an npusim allocation, is adopted as is.
+//
+// A stub's entry point (DispatchStubImpl::get_call_ptr) is declared according to the CPU
+// kernel variants libtorch was built with; the x86-64 wheels carry AVX2 and AVX-512
+// variants, so say so here, or the module would not load (undefined symbol). On other
+// architectures the fast path is compiled out.
 #if defined(__x86_64__)
 #define NPUSIM_CPU_STUBS 1
 #ifndef HAVE_AVX2_CPU_DEFINITION
