@@ -115,6 +115,25 @@ void Communicator::lost_peer(int peer, const std::string& detail, const std::str
   fail({peer}, why);
 }
 
+// Combines whole elements straight out of the transport's memory when it can (shared
+// memory), saving a copy; false when the staging path must be used.
+bool Communicator::combine_in_place(Transfer& t, size_t& moved) {
+  moved = 0;
+  if (t.staged != 0) return false;  // finish a split element through staging first
+  size_t available = 0;
+  const void* src = transport_->peek(t.peer, t.lane, &available);
+  if (!src) return false;
+  size_t esize = c10::elementSize(t.dtype);
+  size_t take = std::min(std::min(available, t.bytes - t.data_done), kStagingBytes);
+  take -= take % esize;
+  if (take == 0) return available == 0;  // nothing yet (true), or an element split by the ring's end (false)
+  combine(t.data + t.data_done, src, take / esize, t.dtype, t.reduce_op);
+  transport_->consume(t.peer, t.lane, take);
+  t.data_done += take;
+  moved = take;
+  return true;
+}
+
 // One non-blocking attempt to move `t` forward; true if any byte moved.
 bool Communicator::step(Transfer& t, const OpDesc* op) {
   bool moved = false;
@@ -140,6 +159,8 @@ bool Communicator::step(Transfer& t, const OpDesc* op) {
       } else if (!t.combine) {
         n = transport_->try_recv(t.peer, t.lane, t.data + t.data_done, t.bytes - t.data_done);
         t.data_done += n;
+      } else if (combine_in_place(t, n)) {
+        // combined straight from the transport's memory
       } else {
         if (t.staging.empty()) t.staging.resize(std::min(kStagingBytes, t.bytes));
         size_t want = std::min(t.staging.size() - t.staged, t.bytes - t.data_done - t.staged);

@@ -103,6 +103,7 @@ class Communicator {
 
  private:
   bool step(Transfer& t, const OpDesc* op);
+  bool combine_in_place(Transfer& t, size_t& moved);
   bool progress_p2p();
   void lost_peer(int peer, const std::string& detail, const std::string& during);
   void add_interests(const Transfer& t, std::vector<Interest>& out) const;

@@ -97,6 +97,21 @@ class ShmTransport final : public Transport {
     return n;
   }
 
+  const void* peek(int peer, Lane lane, size_t* available) override {
+    RingControl* rc = control(peer, rank_, lane);
+    uint64_t tail = rc->tail.load(std::memory_order_relaxed);
+    uint64_t head = rc->head.load(std::memory_order_acquire);
+    size_t at = tail % ring_bytes_;
+    *available = std::min<size_t>(head - tail, ring_bytes_ - at);
+    return reinterpret_cast<const char*>(rc + 1) + at;
+  }
+
+  void consume(int peer, Lane lane, size_t n) override {
+    RingControl* rc = control(peer, rank_, lane);
+    rc->tail.store(rc->tail.load(std::memory_order_relaxed) + n, std::memory_order_release);
+    ring(peer);
+  }
+
   uint64_t ticket() override { return doorbells_[rank_].seq.load(std::memory_order_seq_cst); }
 
   void wait(uint64_t ticket, const std::vector<Interest>&, std::chrono::microseconds timeout) override {

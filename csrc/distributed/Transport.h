@@ -37,6 +37,14 @@ class Transport {
   virtual size_t try_send(int peer, Lane lane, const void* data, size_t len) = 0;
   virtual size_t try_recv(int peer, Lane lane, void* data, size_t len) = 0;
 
+  // Zero-copy reads where the transport has the bytes in memory (shared memory): the
+  // readable bytes at the head of the stream, contiguous, or nullptr; then consume(n).
+  virtual const void* peek(int peer, Lane lane, size_t* available) {
+    *available = 0;
+    return nullptr;
+  }
+  virtual void consume(int peer, Lane lane, size_t n) {}
+
   // Waiting without lost wake-ups: take a ticket, try to make progress, and if none was
   // possible, wait(ticket): it returns at once if anything changed since the ticket.
   virtual uint64_t ticket() = 0;

@@ -36,9 +36,22 @@ std::unordered_set<const void*>& live_handles() {
   return *s;
 }
 
+// Bumped whenever a handle is destroyed, so a thread may trust the last handle it
+// validated until then: every launch validates its stream, and this keeps that lock-free.
+std::atomic<uint64_t> handle_generation{0};
+
 bool is_live(const void* handle) {
+  thread_local const void* last_valid = nullptr;
+  thread_local uint64_t last_generation = ~uint64_t{0};
+  uint64_t generation = handle_generation.load(std::memory_order_acquire);
+  if (handle == last_valid && generation == last_generation) return true;
   std::lock_guard<std::mutex> lock(handles_mutex());
-  return live_handles().count(handle) != 0;
+  bool live = live_handles().count(handle) != 0;
+  if (live) {
+    last_valid = handle;
+    last_generation = generation;
+  }
+  return live;
 }
 
 int64_t now_ns() {
@@ -116,6 +129,7 @@ npusimError_t npusimStreamDestroy(npusimStream_t stream) {
   {
     std::lock_guard<std::mutex> lock(handles_mutex());
     if (!live_handles().erase(stream)) return npusimErrorInvalidResourceHandle;
+    handle_generation.fetch_add(1, std::memory_order_acq_rel);
   }
   if (runtime().devices[stream->device].default_stream == stream) {
     std::lock_guard<std::mutex> lock(handles_mutex());
@@ -222,6 +236,7 @@ npusimError_t npusimEventDestroy(npusimEvent_t event) {
   {
     std::lock_guard<std::mutex> lock(handles_mutex());
     if (!event || !live_handles().erase(event)) return npusimErrorInvalidResourceHandle;
+    handle_generation.fetch_add(1, std::memory_order_acq_rel);
   }
   delete event;
   return npusimSuccess;
