@@ -4,7 +4,9 @@
     python benchmarks/bench_ops.py
 
 1-element add and add_ (the per-op overhead of the backend), a 512x512 matmul, a conv2d,
-a softmax, and a small transformer block forward + backward.
+a softmax, and a small transformer block forward + backward. Large results come from
+npusim's caching allocator, which reuses blocks where the CPU allocator maps fresh pages:
+that is why a conv2d (MB-sized outputs) can be faster on npusim than on the CPU.
 """
 import copy
 
@@ -30,12 +32,12 @@ def cases(device):
         block(tokens).sum().backward()
 
     return {
-        "a + b (1 element)": (lambda: a + b, 20000, "<= 1.5x"),
-        "a.add_(b) (1 element)": (lambda: a.add_(b), 20000, "<= 1.5x"),
-        "torch.mm 512x512 fp32": (lambda: torch.mm(m1, m2), 200, "<= 1.1x"),
-        "conv2d 8x16x32x32, 3x3 -> 32": (lambda: conv(image), 100, "-"),
-        "softmax 256x1024": (lambda: logits.softmax(-1), 500, "-"),
-        "transformer block fwd+bwd (8x64x128)": (transformer_step, 20, "<= 1.1x"),
+        "a + b (1 element)": (lambda: a + b, 20000, 1.5),
+        "a.add_(b) (1 element)": (lambda: a.add_(b), 20000, 1.5),
+        "torch.mm 512x512 fp32": (lambda: torch.mm(m1, m2), 200, 1.1),
+        "conv2d 8x16x32x32, 3x3 -> 32": (lambda: conv(image), 100, None),
+        "softmax 256x1024": (lambda: logits.softmax(-1), 500, None),
+        "transformer block fwd+bwd (8x64x128)": (transformer_step, 20, 1.1),
     }
 
 
@@ -46,10 +48,12 @@ def main():
         fn_cpu, calls, goal = cpu[name]
         fn_npu = npu[name][0]
         t = interleaved({"cpu": fn_cpu, "npusim": fn_npu}, calls=calls)
-        rows.append([name, f"{t['cpu'] * 1e6:.2f} us", f"{t['npusim'] * 1e6:.2f} us",
-                     f"{t['npusim'] / t['cpu']:.2f}x", goal])
+        ratio = t["npusim"] / t["cpu"]
+        met = "-" if goal is None else "yes" if ratio <= goal else "NO"
+        rows.append([name, f"{t['cpu'] * 1e6:.2f} us", f"{t['npusim'] * 1e6:.2f} us", f"{ratio:.2f}x",
+                     "-" if goal is None else f"<= {goal}x", met])
     print_table(f"eager ops, npusim vs cpu (torch {torch.__version__}, {torch.get_num_threads()} threads; "
-                "medians of 7 interleaved rounds)", rows, ["op", "cpu", "npusim", "npusim/cpu time", "goal"])
+                "medians of 7 interleaved rounds)", rows, ["op", "cpu", "npusim", "npusim/cpu time", "goal", "met"])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 // kernel on CPU aliases of the npusim arguments (same bytes, no copy). Outputs allocated
 // by the kernel already live in npusim memory (AllocateOnNpuSim) and are adopted as
 // npusim tensors; outputs that alias an argument come back as views of its npusim storage.
+#include <atomic>
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/op_registration/op_registration.h>
 #include <c10/core/DeviceGuard.h>
@@ -218,7 +220,10 @@ class FallbackCall {
   c10::SmallVector<AliasedTensor, 4> tensors_;
 };
 
+std::atomic<uint64_t> fallback_calls{0};
+
 void npusim_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+  fallback_calls.fetch_add(1, std::memory_order_relaxed);
   FallbackCall(op).run(stack);
 }
 
@@ -227,6 +232,8 @@ void npusim_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
 }
+
+uint64_t fallback_call_count() { return fallback_calls.load(std::memory_order_relaxed); }
 
 int route_structured_ops_to_fallback() {
   static int routed = -1;

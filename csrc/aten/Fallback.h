@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 namespace torch_npu_sim {
 // Structured ATen ops (add, mul, mse_loss, ...) have a CompositeExplicitAutogradNonFunctional
 // kernel that backends without their own kernel get by default: it allocates the output
@@ -11,4 +13,8 @@ namespace torch_npu_sim {
 // zero-copy fallback, so the CPU's own kernels run, exactly as they do on the CPU.
 // Returns the number of operators routed.
 int route_structured_ops_to_fallback();
+
+// How many ATen calls the zero-copy fallback has served in this process (tests use it to
+// check that hot ops stay on their native kernels).
+uint64_t fallback_call_count();
 }  // namespace torch_npu_sim

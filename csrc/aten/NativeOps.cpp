@@ -4,6 +4,7 @@
 #include <ATen/EmptyTensor.h>
 #include <ATen/native/Resize.h>
 #include <ATen/ops/_reshape_alias_native.h>
+#include <ATen/ops/_to_copy_native.h>
 #include <ATen/ops/as_strided_native.h>
 #include <ATen/ops/unfold_native.h>
 #include <ATen/ops/view_as_complex_native.h>
@@ -102,6 +103,25 @@ at::Tensor copy_from_and_resize(const at::Tensor& self, const at::Tensor& dst) {
   return dst;
 }
 
+// `.to(dtype)`, `.cpu()`, `.clone()`-like conversions of an npusim tensor: the result is
+// allocated with the source's strides (the Preserve rule for dense tensors) and filled by
+// one copy_. Pinned or non-blocking transfers, other layouts and memory formats, and
+// conjugate/negative views keep ATen's generic implementation.
+at::Tensor to_copy(const at::Tensor& self, std::optional<at::ScalarType> dtype, std::optional<c10::Layout> layout,
+                   std::optional<c10::Device> device, std::optional<bool> pin_memory, bool non_blocking,
+                   std::optional<c10::MemoryFormat> memory_format) {
+  c10::Device target = device.value_or(self.device());
+  bool simple = (!layout || *layout == c10::kStrided) && !pin_memory.value_or(false) && !non_blocking &&
+                (!memory_format || *memory_format == c10::MemoryFormat::Preserve) &&
+                (target.type() == kNpu || target.is_cpu()) && self.layout() == c10::kStrided && !self.is_conj() &&
+                !self.is_neg() && self.is_non_overlapping_and_dense();
+  if (!simple) return at::native::_to_copy(self, dtype, layout, device, pin_memory, non_blocking, memory_format);
+  at::Tensor out = at::empty_strided(self.sizes(), self.strides(),
+                                     self.options().dtype(dtype.value_or(self.scalar_type())).device(target));
+  out.copy_(self);
+  return out;
+}
+
 // ---- storage and shape -----------------------------------------------------------------
 
 const at::Tensor& resize_(const at::Tensor& self, at::IntArrayRef size,
@@ -188,6 +208,7 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("copy_", TORCH_FN(copy_));
   m.impl("_copy_from", TORCH_FN(copy_from));
   m.impl("_copy_from_and_resize", TORCH_FN(copy_from_and_resize));
+  m.impl("_to_copy", TORCH_FN(to_copy));
   m.impl("view", TORCH_FN(at::native::view));
   m.impl("as_strided", TORCH_FN(at::native::as_strided_tensorimpl));
   m.impl("_reshape_alias", TORCH_FN(at::native::_reshape_alias));

@@ -37,6 +37,7 @@ PYBIND11_MODULE(_C, m) {
     install_cpu_allocator_router();
     // an invalid NPUSIM_* configuration is reported on first use, not at import
   });
+  m.def("_fallback_calls", [] { return fallback_call_count(); });
   m.def("_device_count", [] {
     int count = 0;
     return npusimGetDeviceCount(&count) == npusimSuccess ? count : 0;

@@ -55,3 +55,53 @@ def test_results_are_counted_by_the_npusim_allocator():
     assert torch.npusim.memory_allocated() - before >= 4 * 1024 * 1024
     del b
     assert torch.npusim.memory_allocated() == before
+
+
+def test_results_on_another_device_are_views_and_allocations_there():
+    a = torch.arange(12.0, device="npusim:3").reshape(3, 4)
+    for view in (a.t(), a[1:], a.view(4, 3), a.expand(2, 3, 4)):
+        assert view.device == torch.device("npusim:3")
+        assert view.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()
+    before = torch.npusim.memory_allocated(3)
+    b = a.exp()
+    assert b.device == torch.device("npusim:3") and torch.npusim.memory_allocated(3) > before
+
+
+def test_new_results_grow_memory_allocated_by_their_size():
+    a = torch.randn(1024, 1024, device="npusim")
+    for make in (lambda: a.exp(), lambda: a + a, lambda: a.to(torch.float64), lambda: a.t().contiguous()):
+        before = torch.npusim.memory_allocated()
+        out = make()
+        assert torch.npusim.memory_allocated() - before == out.untyped_storage().nbytes()
+        del out
+        assert torch.npusim.memory_allocated() == before
+
+
+def test_out_and_inplace_reject_other_devices():
+    a = torch.ones(4, device="npusim:0")
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+        a.add_(torch.ones(4))
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+        torch.exp(a, out=torch.empty(4, device="npusim:1"))
+
+
+def test_hot_ops_skip_the_fallback():
+    from torch_npu_sim import _C
+
+    a, b = torch.ones(8, device="npusim"), torch.ones(8, device="npusim")
+    ops = {
+        "a + b": lambda: a + b,
+        "a.add_(b)": lambda: a.add_(b),
+        "a * 2": lambda: a * 2,
+        "a.to(float64)": lambda: a.to(torch.float64),
+        "a.cpu()": lambda: a.cpu(),
+        "cpu.to(npusim)": lambda: torch.ones(8).to("npusim"),
+        "torch.empty": lambda: torch.empty(8, device="npusim"),
+    }
+    for name, fn in ops.items():
+        before = _C._fallback_calls()
+        fn()
+        assert _C._fallback_calls() == before, f"{name} went through the fallback"
+    before = _C._fallback_calls()
+    a.exp()
+    assert _C._fallback_calls() == before + 1  # the counter does count

@@ -11,6 +11,8 @@ call an ATen op tagged nondeterministic_seeded: npusim's generator is not the CP
 are skipped, and ops returning uninitialised memory are compared on metadata only.
 Totals are printed at the end.
 """
+import time
+
 import pytest
 import torch
 from torch.testing._internal.common_methods_invocations import op_db
@@ -228,7 +230,10 @@ def op_id(op):
 @pytest.mark.parametrize("op", op_db, ids=op_id)
 def test_op_matches_cpu(op):
     name = op_id(op)
+    start = time.perf_counter()
     failures, outcome = check_op(op)
+    totals.SECONDS[0] += time.perf_counter() - start
+    totals.PER_OP[outcome["passed"] + outcome["skipped"] + len(failures)] += 1
     if name in EXPECTED_FAILURES:
         assert failures, f"{name} now passes on npusim: remove it from EXPECTED_FAILURES"
         totals.OPS["expected failure"] += 1

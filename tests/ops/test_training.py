@@ -1,14 +1,22 @@
 """Autograd end to end: small models trained on npusim give the CPU's losses and gradients."""
 import copy
 
+import pytest
 import torch
 
 
-def train(model, device, data, target, steps=5):
+OPTIMIZERS = {
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-2),
+    "sgd": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
+}
+
+
+def train(model, device, data, target, optimizer, steps=5):
+    # npusim runs the CPU's kernels (attention included), so the gradients match bit for
+    # bit; Adam, which turns gradients that are zero up to rounding (an attention key
+    # bias) into full steps, would show any difference at once.
     model = model.to(device)
-    # SGD rather than Adam: Adam divides by sqrt of the squared gradient, which turns
-    # gradients that are zero up to rounding (an attention key bias) into full steps.
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = OPTIMIZERS[optimizer](model.parameters())
     x, y = data.to(device), target.to(device)
     losses, grads = [], []
     for _ in range(steps):
@@ -21,9 +29,9 @@ def train(model, device, data, target, steps=5):
     return torch.stack(losses), grads, [p.detach().cpu() for p in model.parameters()]
 
 
-def assert_same_training(model, data, target):
-    cpu = train(copy.deepcopy(model), "cpu", data, target)
-    npu = train(copy.deepcopy(model), "npusim", data, target)
+def assert_same_training(model, data, target, optimizer):
+    cpu = train(copy.deepcopy(model), "cpu", data, target, optimizer)
+    npu = train(copy.deepcopy(model), "npusim", data, target, optimizer)
     torch.testing.assert_close(npu[0], cpu[0])
     for g_npu, g_cpu in zip(npu[1], cpu[1]):
         torch.testing.assert_close(g_npu, g_cpu)
@@ -31,16 +39,18 @@ def assert_same_training(model, data, target):
     assert cpu[0][-1] < cpu[0][0]  # it did train
 
 
-def test_mlp_trains_like_cpu():
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_mlp_trains_like_cpu(optimizer):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.GELU(), torch.nn.LayerNorm(64), torch.nn.Linear(64, 3))
-    assert_same_training(model, torch.randn(32, 20), torch.randn(32, 3))
+    assert_same_training(model, torch.randn(32, 20), torch.randn(32, 3), optimizer)
 
 
-def test_transformer_trains_like_cpu():
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_transformer_trains_like_cpu(optimizer):
     torch.manual_seed(0)
     model = torch.nn.TransformerEncoderLayer(d_model=32, nhead=2, dim_feedforward=64, dropout=0.0, batch_first=True)
-    assert_same_training(model, torch.randn(4, 10, 32), torch.randn(4, 10, 32))
+    assert_same_training(model, torch.randn(4, 10, 32), torch.randn(4, 10, 32), optimizer)
 
 
 def test_mse_loss_emits_no_resize_warning(recwarn):
