@@ -23,7 +23,7 @@ ext = CppExtension(
     name="torch_npu_sim._C",
     sources=sources(),
     include_dirs=[os.path.join(ROOT, RUNTIME, "include"), os.path.join(ROOT, "csrc")],
-    extra_compile_args=["-O2", "-std=c++17", "-Wno-unused-parameter", "-fvisibility=hidden"],
+    extra_compile_args=["-O2", "-std=c++20", "-Wno-unused-parameter", "-fvisibility=hidden"],
     libraries=["rt"],
 )
 

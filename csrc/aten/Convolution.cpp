@@ -11,28 +11,11 @@
 namespace torch_npu_sim {
 namespace {
 
-c10::DeviceIndex common_device(std::initializer_list<const at::Tensor*> tensors, const char* op) {
-  c10::DeviceIndex device = -1;
-  for (const at::Tensor* t : tensors) {
-    if (!t || !t->defined()) continue;
-    TORCH_CHECK(t->device().type() == c10::DeviceType::PrivateUse1,
-                "Expected all tensors to be on the same device, but found at least two devices, npusim and ",
-                t->device(), "! (when checking arguments for ", op, ")");
-    if (device < 0) device = t->device().index();
-    TORCH_CHECK(t->device().index() == device, "Expected all tensors to be on the same device, but found at least two devices, ",
-                c10::Device(c10::DeviceType::PrivateUse1, device), " and ", t->device(), "! (when checking arguments for ", op, ")");
-  }
-  return device;
-}
-
-at::Tensor cpu_view(const at::Tensor& t) { return t.defined() ? cpu_alias(t) : t; }
-at::Tensor adopt(const at::Tensor& t, c10::DeviceIndex device) { return t.defined() ? adopt_as_npusim(t, device) : t; }
-
 at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool transposed,
                        c10::IntArrayRef output_padding, int64_t groups) {
   at::Tensor b = bias.value_or(at::Tensor());
-  auto device = common_device({&input, &weight, &b}, "convolution");
+  auto device = common_npusim_device({&input, &weight, &b}, "convolution");
   at::Tensor out;
   {
     AllocateOnNpuSim here(device);
@@ -48,7 +31,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, bool transposed, c10::IntArrayRef output_padding,
     int64_t groups, std::array<bool, 3> output_mask) {
-  auto device = common_device({&grad_output, &input, &weight}, "convolution_backward");
+  auto device = common_npusim_device({&grad_output, &input, &weight}, "convolution_backward");
   // the bias has one entry per output channel
   int64_t out_channels = transposed ? weight.size(1) * groups : weight.size(0);
   std::vector<int64_t> bias_sizes{out_channels};

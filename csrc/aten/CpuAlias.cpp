@@ -73,4 +73,18 @@ void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn) 
   if (args.error) std::rethrow_exception(args.error);
 }
 
+c10::DeviceIndex common_npusim_device(std::initializer_list<const at::Tensor*> tensors, const char* op) {
+  c10::DeviceIndex device = -1;
+  for (const at::Tensor* t : tensors) {
+    if (!t || !t->defined()) continue;
+    TORCH_CHECK(t->device().type() == c10::DeviceType::PrivateUse1,
+                "Expected all tensors to be on the same device, but found at least two devices, npusim and ",
+                t->device(), "! (when checking arguments for ", op, ")");
+    if (device < 0) device = t->device().index();
+    TORCH_CHECK(t->device().index() == device, "Expected all tensors to be on the same device, but found at least two devices, ",
+                c10::Device(c10::DeviceType::PrivateUse1, device), " and ", t->device(), "! (when checking arguments for ", op, ")");
+  }
+  return device;
+}
+
 }  // namespace torch_npu_sim

@@ -23,4 +23,14 @@ at::Tensor adopt_as_npusim(const at::Tensor& cpu, c10::DeviceIndex device);
 // accounting); exceptions thrown by fn propagate to the caller.
 void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn);
 
+// The one npusim device of a native kernel's tensor arguments (undefined ones skipped);
+// any other device is CUDA's "Expected all tensors to be on the same device" error.
+c10::DeviceIndex common_npusim_device(std::initializer_list<const at::Tensor*> tensors, const char* op);
+
+// cpu_alias / adopt_as_npusim that pass undefined tensors through.
+inline at::Tensor cpu_view(const at::Tensor& t) { return t.defined() ? cpu_alias(t) : t; }
+inline at::Tensor adopt(const at::Tensor& t, c10::DeviceIndex device) {
+  return t.defined() ? adopt_as_npusim(t, device) : t;
+}
+
 }  // namespace torch_npu_sim

@@ -200,9 +200,22 @@ void record_stream(at::Tensor& self, c10::Stream stream) {
   caching_allocator().recordStream(self.storage().data_ptr(), stream);
 }
 
+// `param.data = t` and Module.to() swap a tensor's storage in place only when the two
+// TensorImpls are interchangeable; c10 counts CPU, CUDA, ... as dense backends but not
+// PrivateUse1, so without this answer Module.to("npusim") would create new Parameters
+// (tied weights come apart, optimizers keep the old tensors).
+bool has_compatible_shallow_copy_type(const at::Tensor& self, const at::Tensor& from) {
+  auto dense = [](const at::Tensor& t) {
+    return t.layout() == c10::kStrided && !t.is_quantized() && (t.device().is_cpu() || t.device().type() == kNpu);
+  };
+  if (self.key_set() == from.key_set()) return true;
+  return dense(self) && dense(from);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  m.impl("_has_compatible_shallow_copy_type", TORCH_FN(has_compatible_shallow_copy_type));
   m.impl("empty.memory_format", TORCH_FN(empty_memory_format));
   m.impl("empty_strided", TORCH_FN(empty_strided));
   m.impl("copy_", TORCH_FN(copy_));

@@ -5,6 +5,10 @@
 // queue the operation for the progress thread, which runs operations in call order and
 // completes each Work (and its Future) when done. Point-to-point operations progress
 // beside collectives, so batch_isend_irecv exchanges never deadlock.
+//
+// Files: ProcessGroupNpuSim.cpp (construction, progress thread, point-to-point),
+// Collectives.cpp (one adapter per c10d collective), ArgumentChecks (validation),
+// Staging (tensors as the engine sees them), NpuSimWork (Work and its Future).
 #pragma once
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -18,26 +22,9 @@
 #include <thread>
 
 #include "distributed/Communicator.h"
+#include "distributed/NpuSimWork.h"
 
 namespace torch_npu_sim::dist {
-
-class NpuSimWork : public c10d::Work {
- public:
-  NpuSimWork(int rank, c10d::OpType type, std::vector<at::Tensor> outputs);
-  bool wait(std::chrono::milliseconds timeout = kNoTimeout) override;
-  // The future completes first; these read it, so a Work never looks pending after its
-  // future said done.
-  bool isCompleted() override { return future_->completed(); }
-  bool isSuccess() const override { return future_->completed() && !future_->hasError(); }
-  std::exception_ptr exception() const override { return future_->completed() ? future_->exception_ptr() : nullptr; }
-  std::vector<at::Tensor> result() override { return outputs_; }
-  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
-  void complete(std::exception_ptr error);
-
- private:
-  std::vector<at::Tensor> outputs_;
-  c10::intrusive_ptr<c10::ivalue::Future> future_;
-};
 
 class ProcessGroupNpuSim : public c10d::Backend {
  public:

@@ -258,11 +258,11 @@ def _():
 @case("all_gather_coalesced")
 def _():
     ins = [on_dev(value(RANK, 3, torch.float32)), on_dev(value(RANK, n, torch.float32, salt=2))]
-    outs = [[on_dev(torch.zeros(3)) for _ in range(WORLD)], [on_dev(torch.zeros(n)) for _ in range(WORLD)]]
+    outs = [[on_dev(torch.zeros(3)), on_dev(torch.zeros(n))] for _ in range(WORLD)]  # [rank][input]
     dist.all_gather_coalesced(outs, ins)
     for r in range(WORLD):
-        check("agc0", outs[0][r], value(r, 3, torch.float32))
-        check("agc1", outs[1][r], value(r, n, torch.float32, salt=2))
+        check("agc0", outs[r][0], value(r, 3, torch.float32))
+        check("agc1", outs[r][1], value(r, n, torch.float32, salt=2))
 
 
 @case("all_to_all_single even and uneven splits")
