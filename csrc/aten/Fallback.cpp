@@ -189,6 +189,12 @@ class FallbackCall {
 
   at::Tensor output_tensor(const at::Tensor& out) {
     if (!out.defined() || out.device().type() == kNpu) return out;
+    // npusim memory holds dense tensors only: a quantized, sparse or nested result would
+    // silently lose what makes it so
+    TORCH_CHECK_NOT_IMPLEMENTED(out.layout() == c10::kStrided && !out.is_quantized() && !out.is_nested(),
+                                "npusim supports dense (strided, non-quantized) tensors only, but ", op_.schema().name(),
+                                " returns a ", out.is_quantized() ? "quantized" : out.is_nested() ? "nested" : "sparse",
+                                " tensor; run it on the CPU");
     auto* impl = out.unsafeGetTensorImpl();
     for (const auto& t : tensors_)
       if (t.alias.unsafeGetTensorImpl() == impl) return t.original;  // in-place / out=: the argument itself
@@ -231,6 +237,12 @@ void npusim_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
 
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
+}
+
+// Ops whose only kernel is a CompositeExplicitAutograd one that checks for CPU/CUDA/XPU
+// itself: on CPU aliases they run as on the CPU.
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  m.impl("mode.values", torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
 }
 
 uint64_t fallback_call_count() { return fallback_calls.load(std::memory_order_relaxed); }

@@ -105,6 +105,16 @@ struct NpuSimGuardImpl final : public c10::impl::DeviceGuardImplInterface {
   void recordDataPtrOnStream(const c10::DataPtr& data_ptr, const Stream& s) const override {
     caching_allocator().recordStream(data_ptr, s);
   }
+
+  // torch.accelerator.get_device_capability: every dtype but the quantized ones, which
+  // npusim tensors cannot be.
+  c10::DeviceCapability getDeviceCapability(Device d) const override {
+    if (d.has_index()) check_device_index(d.index());
+    c10::DeviceCapability cap;
+    auto& types = cap.capability_data.supported_scalar_types;
+    types.has_QInt8 = types.has_QUInt8 = types.has_QInt32 = types.has_QUInt4x2 = types.has_QUInt2x4 = 0;
+    return cap;
+  }
 };
 
 C10_REGISTER_GUARD_IMPL(PrivateUse1, NpuSimGuardImpl);
