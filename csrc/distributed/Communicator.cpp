@@ -30,11 +30,11 @@ Communicator::Communicator(GroupConfig config, std::unique_ptr<Transport> transp
       transport_(std::move(transport)),
       monitor_(std::move(monitor)),
       health_(std::move(health)),
-      p2p_send_seq_(config_.world, 0),
-      p2p_recv_seq_(config_.world, 0),
       incoming_(config_.world),
       incoming_done_(config_.world, 0),
-      receiving_(config_.world, nullptr) {
+      receiving_(config_.world, nullptr),
+      p2p_send_seq_(config_.world, 0),
+      p2p_recv_seq_(config_.world, 0) {
   Transport* t = transport_.get();
   PeerMonitor* m = monitor_.get();
   GroupHealth* h = health_.get();
@@ -188,18 +188,26 @@ bool Communicator::step(Transfer& t, const OpDesc* op) {
 }
 
 void Communicator::add_interests(const Transfer& t, std::vector<Interest>& out) const {
-  if (!t.done()) out.push_back({t.peer, t.lane, t.send});
+  if (t.done()) return;
+  if (t.peer >= 0) {
+    out.push_back({t.peer, t.lane, t.send});
+    return;
+  }
+  for (int p = 0; p < world(); ++p)  // a receive from any source
+    if (p != rank()) out.push_back({p, t.lane, t.send});
 }
 
 void Communicator::timeout(const std::vector<Transfer>& pending, const OpDesc& op) {
   std::vector<int> waiting;
   for (const Transfer& t : pending)
-    if (!t.done() && std::find(waiting.begin(), waiting.end(), t.peer) == waiting.end())
-      waiting.push_back(t.peer);
+    for (int p = 0; p < world(); ++p)
+      if (!t.done() && (t.peer == p || (t.peer < 0 && p != rank())) &&
+          std::find(waiting.begin(), waiting.end(), p) == waiting.end())
+        waiting.push_back(p);
   std::sort(waiting.begin(), waiting.end());
   std::vector<int> silent = monitor_ ? monitor_->silent_peers(kSilence) : std::vector<int>{};
   std::ostringstream why;
-  why << "timed out after " << config_.timeout.count() << " ms in " << describe(op) << " on rank "
+  why << "Timed out after " << config_.timeout.count() << " ms in " << describe(op) << " on rank "
       << rank() << ", waiting for " << rank_list(waiting);
   if (!silent.empty())
     why << "; no heartbeat from " << rank_list(silent) << " for over " << kSilence.count()
@@ -244,24 +252,43 @@ void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock
 
 void Communicator::post(Transfer transfer) { p2p_.push_back(std::move(transfer)); }
 
+// Reads the header of peer p's next point-to-point message, as far as it has arrived.
+bool Communicator::read_header(int p, const Transfer& t) {
+  if (incoming_done_[p] >= sizeof(MessageHeader)) return false;
+  try {
+    size_t n = transport_->try_recv(p, Lane::P2P, reinterpret_cast<char*>(&incoming_[p]) + incoming_done_[p],
+                                    sizeof(MessageHeader) - incoming_done_[p]);
+    incoming_done_[p] += n;
+    return n > 0;
+  } catch (const PeerLost& e) {
+    lost_peer(e.peer, e.what(), describe(t.header));
+  }
+  return false;
+}
+
 // A receive: the next message from its peer is read up to its header, then given to
-// the first posted receive with that tag; the payload goes to that receive.
+// the first posted receive with that tag; the payload goes to that receive. A receive
+// from any source takes the first peer (in rank order) whose next message has its tag.
 bool Communicator::progress_recv(Transfer& t) {
-  const int p = t.peer;
-  if (receiving_[p] != nullptr && receiving_[p] != &t) return false;
   bool moved = false;
-  if (receiving_[p] == nullptr) {
-    if (incoming_done_[p] < sizeof(MessageHeader)) {
-      try {
-        size_t n = transport_->try_recv(p, Lane::P2P, reinterpret_cast<char*>(&incoming_[p]) + incoming_done_[p],
-                                        sizeof(MessageHeader) - incoming_done_[p]);
-        incoming_done_[p] += n;
-        moved = n > 0;
-      } catch (const PeerLost& e) {
-        lost_peer(e.peer, e.what(), describe(t.header));
+  if (t.peer < 0) {
+    for (int p = 0; p < world() && t.peer < 0; ++p) {
+      if (p == rank() || receiving_[p] != nullptr) continue;
+      moved |= read_header(p, t);
+      const MessageHeader& h = incoming_[p];
+      if (incoming_done_[p] == sizeof(MessageHeader) && (h.magic != kWireMagic || h.tag == t.header.tag)) {
+        t.peer = p;
+        t.header.src_rank = p;
+        if (t.on_matched) t.on_matched(p);
       }
-      if (incoming_done_[p] < sizeof(MessageHeader)) return moved;
     }
+    if (t.peer < 0) return moved;
+  }
+  const int p = t.peer;
+  if (receiving_[p] != nullptr && receiving_[p] != &t) return moved;
+  if (receiving_[p] == nullptr) {
+    moved |= read_header(p, t);
+    if (incoming_done_[p] < sizeof(MessageHeader)) return moved;
     const MessageHeader& h = incoming_[p];
     if (h.magic == kWireMagic && h.tag != t.header.tag) return moved;  // for another receive
     std::string problem = check_header(h, t.header, p, rank());

@@ -40,6 +40,8 @@ struct Transfer {
   uint8_t reduce_op = 0;
   // Point-to-point only: called once, on completion or failure.
   std::function<void(std::exception_ptr)> on_done;
+  // A receive from any source (peer < 0): told which peer's message it took.
+  std::function<void(int peer)> on_matched;
   Clock::time_point deadline{};
 
   // progress
@@ -106,6 +108,7 @@ class Communicator {
   bool step(Transfer& t, const OpDesc* op);
   bool combine_in_place(Transfer& t, size_t& moved);
   bool progress_p2p();
+  bool read_header(int peer, const Transfer& t);
   bool progress_recv(Transfer& t);
   void lost_peer(int peer, const std::string& detail, const std::string& during);
   void add_interests(const Transfer& t, std::vector<Interest>& out) const;

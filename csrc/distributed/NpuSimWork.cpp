@@ -31,11 +31,17 @@ bool NpuSimWork::wait(std::chrono::milliseconds timeout) {
   if (timeout == kNoTimeout) {
     cv_.wait(lock, [&] { return completed_; });
   } else if (!cv_.wait_for(lock, timeout, [&] { return completed_; })) {
-    C10_THROW_ERROR(DistBackendError, "npusim: Work.wait timed out after " + std::to_string(timeout.count()) +
-                                          " ms; the operation is still in flight");
+    C10_THROW_ERROR(DistBackendError, "npusim: Timed out after " + std::to_string(timeout.count()) +
+                                          " ms in Work.wait; the operation is still in flight");
   }
   if (exception_) std::rethrow_exception(exception_);
   return true;
+}
+
+int NpuSimWork::sourceRank() const {
+  int rank = source_rank_.load();
+  TORCH_CHECK(rank >= 0, "npusim: sourceRank() is known only for a completed recv from any source");
+  return rank;
 }
 
 }  // namespace torch_npu_sim::dist

@@ -4,6 +4,7 @@
 
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
+#include <atomic>
 #include <vector>
 
 namespace torch_npu_sim::dist {
@@ -20,10 +21,14 @@ class NpuSimWork : public c10d::Work {
   std::vector<at::Tensor> result() override { return outputs_; }
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
   void complete(std::exception_ptr error);
+  // recv from any source: the rank whose message was taken (c10d's Work::sourceRank)
+  int sourceRank() const override;
+  void set_source_rank(int rank) { source_rank_.store(rank); }
 
  private:
   std::vector<at::Tensor> outputs_;
   c10::intrusive_ptr<c10::ivalue::Future> future_;
+  std::atomic<int> source_rank_{-1};
 };
 
 }  // namespace torch_npu_sim::dist

@@ -10,6 +10,8 @@
 namespace torch_npu_sim::dist {
 namespace {
 
+constexpr int kAnySource = -1;  // a receive's peer when it takes the first matching message
+
 std::string message_of(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
@@ -188,8 +190,8 @@ void ProcessGroupNpuSim::run_worker() {
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue_p2p(c10d::OpType type, at::Tensor tensor, int peer,
                                                                int tag, bool is_send) {
   check_tensor(tensor, is_send ? "send" : "recv");
-  TORCH_CHECK_VALUE(peer >= 0 && peer < size_, "npusim: ", is_send ? "send to" : "recv from", " rank ", peer,
-                    " is out of range for a group of ", size_);
+  TORCH_CHECK_VALUE((peer >= 0 || (peer == kAnySource && !is_send)) && peer < size_, "npusim: ",
+                    is_send ? "send to" : "recv from", " rank ", peer, " is out of range for a group of ", size_);
   TORCH_CHECK_VALUE(peer != rank_, "npusim: rank ", rank_, " cannot ", is_send ? "send to" : "recv from", " itself");
   comm_->health().throw_if_unhealthy();
   OpDesc op;
@@ -213,6 +215,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue_p2p(c10d::OpType type
       size_t bytes = span.numel * c10::elementSize(wire_dtype(s.flat));
       Transfer t = is_send ? comm->send_to(peer, op, span.data, bytes) : comm->recv_from(peer, op, span.data, bytes);
       t.deadline = Clock::now() + timeout;
+      if (peer == kAnySource) t.on_matched = [work](int from) { work->set_source_rank(from); };
       t.on_done = [s, work, is_send](std::exception_ptr error) {
         if (!error && !is_send) {
           try {
@@ -240,8 +243,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::recv(std::vector<at::Tensor>&
   return enqueue_p2p(c10d::OpType::RECV, single(tensors, "recv"), src, tag, false);
 }
 
-c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::recvAnysource(std::vector<at::Tensor>&, int) {
-  TORCH_CHECK_VALUE(false, "npusim: recv from any source is not supported; pass src= (streams are per pair of ranks)");
+c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::recvAnysource(std::vector<at::Tensor>& tensors, int tag) {
+  TORCH_CHECK_VALUE(size_ > 1, "npusim: recv from any source needs another rank in the group");
+  return enqueue_p2p(c10d::OpType::RECVANYSOURCE, single(tensors, "recv"), kAnySource, tag, false);
 }
 
 }  // namespace torch_npu_sim::dist
