@@ -10,26 +10,36 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RUNTIME = os.path.join(ROOT, "third_party", "npusim_runtime")
 
 
-@pytest.fixture(scope="module")
-def runtime_test_binary(tmp_path_factory):
+def _build(tmp_path_factory, test_source):
     compiler = shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         pytest.skip("no C++ compiler on PATH to build the runtime tests")
-    out = str(tmp_path_factory.mktemp("rt") / "test_runtime")
+    out = str(tmp_path_factory.mktemp("rt") / os.path.splitext(test_source)[0])
     sources = sorted(glob.glob(os.path.join(RUNTIME, "src", "*.cpp")))
     subprocess.run(
         [compiler, "-std=c++17", "-O1", "-Wall", "-Werror", "-I", os.path.join(RUNTIME, "include"),
-         os.path.join(RUNTIME, "tests", "test_runtime.cpp"), *sources, "-o", out, "-pthread"],
+         os.path.join(RUNTIME, "tests", test_source), *sources, "-o", out, "-pthread"],
         check=True,
     )
     return out
 
 
-def test_runtime_unit_tests(runtime_test_binary):
+def _run(binary, *args):
     env = dict(os.environ, NPUSIM_DEVICE_COUNT="3", NPUSIM_DEVICE_MEMORY="1MiB")
-    result = subprocess.run([runtime_test_binary], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_runtime_unit_tests(tmp_path_factory):
+    result = _run(_build(tmp_path_factory, "test_runtime.cpp"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runtime tests passed" in result.stdout
+
+
+def test_runtime_stress(tmp_path_factory):
+    # the optimised build, where real parallelism is highest (sanitized runs: test_sanitizers.py)
+    result = _run(_build(tmp_path_factory, "stress_runtime.cpp"), "20000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime stress passed" in result.stdout
 
 
 def test_runtime_includes_no_torch_headers():

@@ -31,13 +31,14 @@ npusimError_t allocate(void** ptr, size_t size, int device) {
   *ptr = nullptr;
   if (size == 0) return npusimSuccess;
   if (device >= 0) {
-    // reserve capacity first so concurrent allocations can't overshoot it
+    // Reserve capacity first so concurrent allocations can't overshoot it. A CAS loop,
+    // not add-then-undo: a failing request must never make `used` look larger (another
+    // thread would see a spurious out-of-memory) nor wrap it around (an overshoot).
     auto& state = runtime().devices[device];
-    size_t used = state.used.fetch_add(size);
-    if (used + size > state.capacity || used + size < used) {
-      state.used.fetch_sub(size);
-      return npusimErrorMemoryAllocation;
-    }
+    size_t used = state.used.load();
+    do {
+      if (size > state.capacity - used) return npusimErrorMemoryAllocation;
+    } while (!state.used.compare_exchange_weak(used, used + size));
   }
   void* p = nullptr;
   // large blocks come from mmap inside malloc: pages are committed on first touch

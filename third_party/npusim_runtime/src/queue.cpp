@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "runtime_internal.h"
 
@@ -14,8 +14,11 @@ struct npusimStream_st {
   std::atomic<uint64_t> launches{0};
 };
 
+// A record is read by other threads (query, elapsed time, device) while it may be
+// re-recorded, so its fields change together under the event's own lock.
 struct npusimEvent_st {
   unsigned flags;
+  std::mutex mutex;
   int device = -1;
   bool recorded = false;
   int64_t time_ns = 0;
@@ -27,12 +30,16 @@ namespace {
 constexpr int kLeastPriority = 0;
 constexpr int kGreatestPriority = -1;
 
+enum class Kind : int { kStream = 0, kEvent = 1 };
+
 std::mutex& handles_mutex() {
   static auto* m = new std::mutex();
   return *m;
 }
-std::unordered_set<const void*>& live_handles() {
-  static auto* s = new std::unordered_set<const void*>();
+// Live handles and what they are, so a stream passed as an event (or the reverse) is
+// refused instead of being used as the wrong type.
+std::unordered_map<const void*, Kind>& live_handles() {
+  static auto* s = new std::unordered_map<const void*, Kind>();
   return *s;
 }
 
@@ -40,18 +47,27 @@ std::unordered_set<const void*>& live_handles() {
 // validated until then: every launch validates its stream, and this keeps that lock-free.
 std::atomic<uint64_t> handle_generation{0};
 
-bool is_live(const void* handle) {
-  thread_local const void* last_valid = nullptr;
-  thread_local uint64_t last_generation = ~uint64_t{0};
+bool is_live(const void* handle, Kind kind) {
+  thread_local const void* last_valid[2] = {nullptr, nullptr};
+  thread_local uint64_t last_generation[2] = {~uint64_t{0}, ~uint64_t{0}};
+  const int k = static_cast<int>(kind);
   uint64_t generation = handle_generation.load(std::memory_order_acquire);
-  if (handle == last_valid && generation == last_generation) return true;
+  if (handle == last_valid[k] && generation == last_generation[k]) return true;
   std::lock_guard<std::mutex> lock(handles_mutex());
-  bool live = live_handles().count(handle) != 0;
+  auto it = live_handles().find(handle);
+  bool live = it != live_handles().end() && it->second == kind;
   if (live) {
-    last_valid = handle;
-    last_generation = generation;
+    last_valid[k] = handle;
+    last_generation[k] = generation;
   }
   return live;
+}
+
+bool live_event(npusimEvent_t event) { return event && is_live(event, Kind::kEvent); }
+
+void add_handle(const void* handle, Kind kind) {
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  live_handles().emplace(handle, kind);
 }
 
 int64_t now_ns() {
@@ -67,10 +83,7 @@ npusimStream_t default_stream(int device) {
   std::lock_guard<std::mutex> lock(m);
   if (!state.default_stream.load()) {
     auto* s = new npusimStream_st{device, kLeastPriority};
-    {
-      std::lock_guard<std::mutex> handles(handles_mutex());
-      live_handles().insert(s);
-    }
+    add_handle(s, Kind::kStream);
     state.default_stream.store(s, std::memory_order_release);
   }
   return state.default_stream.load();
@@ -84,7 +97,7 @@ npusimError_t resolve(npusimStream_t* stream) {
     *stream = default_stream(current_device());
     return npusimSuccess;
   }
-  return is_live(*stream) ? npusimSuccess : npusimErrorInvalidResourceHandle;
+  return is_live(*stream, Kind::kStream) ? npusimSuccess : npusimErrorInvalidResourceHandle;
 }
 
 // A device-side range must lie inside one allocation of the runtime.
@@ -118,8 +131,7 @@ npusimError_t npusimStreamCreateWithPriority(npusimStream_t* stream, int device,
   if (priority > kLeastPriority) priority = kLeastPriority;
   if (priority < kGreatestPriority) priority = kGreatestPriority;
   auto* s = new npusimStream_st{device, priority};
-  std::lock_guard<std::mutex> lock(handles_mutex());
-  live_handles().insert(s);
+  add_handle(s, Kind::kStream);
   *stream = s;
   return npusimSuccess;
 }
@@ -128,13 +140,14 @@ npusimError_t npusimStreamDestroy(npusimStream_t stream) {
   if (!stream) return npusimErrorInvalidResourceHandle;
   {
     std::lock_guard<std::mutex> lock(handles_mutex());
-    if (!live_handles().erase(stream)) return npusimErrorInvalidResourceHandle;
+    auto it = live_handles().find(stream);
+    if (it == live_handles().end() || it->second != Kind::kStream) return npusimErrorInvalidResourceHandle;
+    // default streams live forever; checked before erasing, so no other thread ever
+    // sees the default stream as an invalid handle
+    if (runtime().devices[stream->device].default_stream.load() == stream)
+      return npusimErrorInvalidResourceHandle;
+    live_handles().erase(it);
     handle_generation.fetch_add(1, std::memory_order_acq_rel);
-  }
-  if (runtime().devices[stream->device].default_stream == stream) {
-    std::lock_guard<std::mutex> lock(handles_mutex());
-    live_handles().insert(stream);  // default streams live forever
-    return npusimErrorInvalidResourceHandle;
   }
   delete stream;
   return npusimSuccess;
@@ -168,7 +181,7 @@ npusimError_t npusimStreamSynchronize(npusimStream_t stream) { return resolve(&s
 
 npusimError_t npusimStreamWaitEvent(npusimStream_t stream, npusimEvent_t event) {
   if (auto err = resolve(&stream)) return err;
-  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  if (!live_event(event)) return npusimErrorInvalidResourceHandle;
   return npusimSuccess;  // the event's work is already complete
 }
 
@@ -226,8 +239,7 @@ npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream
 npusimError_t npusimEventCreateWithFlags(npusimEvent_t* event, unsigned flags) {
   if (!event || (flags & ~1u)) return npusimErrorInvalidValue;
   auto* e = new npusimEvent_st{flags};
-  std::lock_guard<std::mutex> lock(handles_mutex());
-  live_handles().insert(e);
+  add_handle(e, Kind::kEvent);
   *event = e;
   return npusimSuccess;
 }
@@ -235,7 +247,9 @@ npusimError_t npusimEventCreateWithFlags(npusimEvent_t* event, unsigned flags) {
 npusimError_t npusimEventDestroy(npusimEvent_t event) {
   {
     std::lock_guard<std::mutex> lock(handles_mutex());
-    if (!event || !live_handles().erase(event)) return npusimErrorInvalidResourceHandle;
+    auto it = event ? live_handles().find(event) : live_handles().end();
+    if (it == live_handles().end() || it->second != Kind::kEvent) return npusimErrorInvalidResourceHandle;
+    live_handles().erase(it);
     handle_generation.fetch_add(1, std::memory_order_acq_rel);
   }
   delete event;
@@ -243,33 +257,49 @@ npusimError_t npusimEventDestroy(npusimEvent_t event) {
 }
 
 npusimError_t npusimEventRecord(npusimEvent_t event, npusimStream_t stream) {
-  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  if (!live_event(event)) return npusimErrorInvalidResourceHandle;
   if (auto err = resolve(&stream)) return err;
+  int64_t now = now_ns();
+  std::lock_guard<std::mutex> lock(event->mutex);
   event->device = stream->device;
   event->recorded = true;
-  event->time_ns = now_ns();
+  event->time_ns = now;
   return npusimSuccess;
 }
 
 npusimError_t npusimEventQuery(npusimEvent_t event) {
-  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  if (!live_event(event)) return npusimErrorInvalidResourceHandle;
   return npusimSuccess;  // an unrecorded event counts as complete, as on real drivers
 }
 
 npusimError_t npusimEventSynchronize(npusimEvent_t event) { return npusimEventQuery(event); }
 
+namespace {
+struct Record {
+  bool recorded;
+  int64_t time_ns;
+};
+Record read_record(npusimEvent_t event) {
+  std::lock_guard<std::mutex> lock(event->mutex);
+  return Record{event->recorded, event->time_ns};
+}
+}  // namespace
+
 npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end) {
   if (!ms) return npusimErrorInvalidValue;
-  if (!start || !end || !is_live(start) || !is_live(end)) return npusimErrorInvalidResourceHandle;
+  if (!live_event(start) || !live_event(end)) return npusimErrorInvalidResourceHandle;
   if ((start->flags | end->flags) & npusimEventDisableTiming) return npusimErrorTimingDisabled;
-  if (!start->recorded || !end->recorded) return npusimErrorEventNotRecorded;
-  *ms = static_cast<float>(end->time_ns - start->time_ns) / 1e6f;
+  // one lock at a time: start and end may be the same event
+  Record a = read_record(start), b = read_record(end);
+  if (!a.recorded || !b.recorded) return npusimErrorEventNotRecorded;
+  *ms = static_cast<float>(b.time_ns - a.time_ns) / 1e6f;
   return npusimSuccess;
 }
 
 npusimError_t npusimEventGetDevice(npusimEvent_t event, int* device) {
   if (!device) return npusimErrorInvalidValue;
-  if (!event || !is_live(event)) return npusimErrorInvalidResourceHandle;
+  if (!live_event(event)) return npusimErrorInvalidResourceHandle;
+  std::lock_guard<std::mutex> lock(event->mutex);
   *device = event->device;
   return npusimSuccess;
 }

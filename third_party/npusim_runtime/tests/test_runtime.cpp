@@ -106,6 +106,16 @@ static void test_streams_and_events() {
   npusimStream_t def = nullptr;
   EXPECT(npusimStreamGetDefault(&def, 0) == npusimSuccess);
   EXPECT(npusimStreamDestroy(def) == npusimErrorInvalidResourceHandle);  // default streams live forever
+  // a handle of the other kind is refused, not used (or deleted) as the wrong type
+  npusimStream_t s2 = nullptr;
+  EXPECT(npusimStreamCreateWithPriority(&s2, 1, 0) == npusimSuccess);
+  EXPECT(npusimEventDestroy(reinterpret_cast<npusimEvent_t>(s2)) == npusimErrorInvalidResourceHandle);
+  EXPECT(npusimEventRecord(reinterpret_cast<npusimEvent_t>(s2), nullptr) == npusimErrorInvalidResourceHandle);
+  EXPECT(npusimStreamDestroy(reinterpret_cast<npusimStream_t>(start)) == npusimErrorInvalidResourceHandle);
+  EXPECT(npusimLaunchHostFunc(reinterpret_cast<npusimStream_t>(start), bump, &counter) ==
+         npusimErrorInvalidResourceHandle);
+  EXPECT(npusimStreamDestroy(s2) == npusimSuccess);
+  EXPECT(npusimEventQuery(start) == npusimSuccess);  // still a live event
   for (auto e : {start, end, untimed}) EXPECT(npusimEventDestroy(e) == npusimSuccess);
   EXPECT(npusimEventQuery(start) == npusimErrorInvalidResourceHandle);
 }
