@@ -4,6 +4,8 @@
 #include <torch/csrc/distributed/c10d/reducer_timer.hpp>
 #include <torch/csrc/utils/pybind.h>
 
+#include <mutex>
+
 #include "distributed/ProcessGroupNpuSim.h"
 
 namespace py = pybind11;
@@ -42,6 +44,14 @@ void initDistributedBindings(PyObject* module) {
         "_create_process_group",
         [](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, double timeout_s, std::string name) {
           auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+          static std::once_flag at_exit;
+          std::call_once(at_exit, [&] {
+            // Registered with the first group, after torch's and most programs' own atexit
+            // handlers, so it runs before them (atexit is last-in, first-out).
+            py::gil_scoped_acquire gil;
+            py::module::import("atexit").attr("register")(
+                py::cpp_function(&ProcessGroupNpuSim::leave_all_groups_at_exit, py::call_guard<py::gil_scoped_release>()));
+          });
           return c10::make_intrusive<ProcessGroupNpuSim>(store, rank, size, timeout, std::move(name));
         },
         py::call_guard<py::gil_scoped_release>());

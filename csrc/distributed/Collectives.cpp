@@ -27,8 +27,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::broadcast(std::vector<at::Ten
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce(std::vector<at::Tensor>& tensors,
                                                              const c10d::AllreduceOptions& opts) {
+  if (tensors.size() == 1 && tensors[0].defined() && tensors[0].is_sparse()) return allreduce_sparse(tensors[0], opts);
   const at::Tensor& t = single(tensors, "all_reduce");
-  TORCH_CHECK_VALUE(!opts.sparseIndices.has_value(), "npusim: sparse all_reduce is not supported");
+  TORCH_CHECK_VALUE(!opts.sparseIndices.has_value(), "npusim: all_reduce with sparse indices is not supported");
   check_reduce(t, opts.reduceOp, "all_reduce");
   OpDesc op = next_op(OpKind::AllReduce, t, wire_numel(t), opts.reduceOp.op_);
   Staged s = stage(t, true, premul_factor(opts.reduceOp));
@@ -394,11 +395,6 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::barrier(const c10d::BarrierOp
     CollectiveContext c{*comm_, op, c10::ScalarType::Byte, deadline};
     dist::barrier(c);
   });
-}
-
-void ProcessGroupNpuSim::monitoredBarrier(const c10d::BarrierOptions& opts, bool /*wait_all_ranks*/) {
-  // Every rank waits for every other, so each one names the ranks that did not arrive.
-  barrier(opts)->wait();
 }
 
 }  // namespace torch_npu_sim::dist

@@ -14,6 +14,7 @@ namespace {
 constexpr size_t kStagingBytes = 256 << 10;  // combine in cache-sized pieces
 constexpr auto kMaxSleep = std::chrono::milliseconds(100);
 constexpr auto kSilence = std::chrono::milliseconds(1000);
+constexpr auto kLastWordsWait = std::chrono::milliseconds(500);
 
 std::string rank_list(const std::vector<int>& ranks) {
   std::ostringstream s;
@@ -107,9 +108,14 @@ void Communicator::fail(std::vector<int> ranks, const std::string& why) {
 }
 
 void Communicator::lost_peer(int peer, const std::string& detail, const std::string& during) {
+  // A peer that failed first announces why on its control connection, then exits; its
+  // data connection may break before the monitor has read that announcement. Let the
+  // monitor finish reading the control connection, so the first cause wins.
+  if (monitor_) monitor_->wait_closed(peer, kLastWordsWait);
+  health_->throw_if_unhealthy();
   std::string why;
   if (monitor_ && monitor_->has_left(peer)) {
-    why = "rank " + std::to_string(peer) + " left the group (destroyed its process group) while rank " +
+    why = "rank " + std::to_string(peer) + " left the group (its process group was destroyed or its process exited) while rank " +
           std::to_string(rank()) + " still expected data from it in " + during;
   } else {
     why = "rank " + std::to_string(peer) + " is gone: " + detail + " during " + during +
@@ -207,7 +213,7 @@ void Communicator::timeout(const std::vector<Transfer>& pending, const OpDesc& o
   std::sort(waiting.begin(), waiting.end());
   std::vector<int> silent = monitor_ ? monitor_->silent_peers(kSilence) : std::vector<int>{};
   std::ostringstream why;
-  why << "Timed out after " << config_.timeout.count() << " ms in " << describe(op) << " on rank "
+  why << "Timed out after " << (op_timeout_.count() > 0 ? op_timeout_ : config_.timeout).count() << " ms in " << describe(op) << " on rank "
       << rank() << ", waiting for " << rank_list(waiting);
   if (!silent.empty())
     why << "; no heartbeat from " << rank_list(silent) << " for over " << kSilence.count()
@@ -219,6 +225,7 @@ void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock
   health_->throw_if_unhealthy();
   std::vector<Interest> interests;
   std::vector<uint8_t> busy;
+  bool left_seen = false;
   for (;;) {
     uint64_t ticket = transport_->ticket();
     bool moved = false, all_done = true, combining = false;
@@ -240,6 +247,7 @@ void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock
     if (all_done) return;
     if (moved) continue;
     health_->throw_if_unhealthy();
+    if (peer_left_mid_operation(transfers, left_seen, describe(op))) continue;
     auto now = Clock::now();
     if (now >= deadline) timeout(transfers, op);
     interests.clear();
@@ -341,12 +349,31 @@ bool Communicator::progress_p2p() {
   return moved;
 }
 
+// A peer that said goodbye sends nothing more. Over TCP its closed sockets show that;
+// shared memory has no such signal, so a transfer still waiting on a departed peer fails
+// here, after one more full pass has consumed whatever it sent before leaving.
+bool Communicator::peer_left_mid_operation(const std::vector<Transfer>& transfers, bool& left_seen,
+                                           const std::string& during) {
+  if (!monitor_) return false;
+  int gone = -1;
+  for (const Transfer& t : transfers)
+    if (!t.done() && t.peer >= 0 && monitor_->has_left(t.peer)) gone = t.peer;
+  for (const Transfer& t : p2p_)
+    if (!t.done() && t.peer >= 0 && monitor_->has_left(t.peer)) gone = t.peer;
+  if (gone < 0) return false;
+  if (left_seen) lost_peer(gone, "", during);
+  left_seen = true;
+  return true;
+}
+
 void Communicator::drive_p2p(const std::function<bool()>& stop) {
   std::vector<Interest> interests;
+  bool left_seen = false;
   while (!p2p_.empty() && !stop()) {
     uint64_t ticket = transport_->ticket();
     if (progress_p2p()) continue;
     health_->throw_if_unhealthy();
+    if (peer_left_mid_operation({}, left_seen, "a send/recv")) continue;
     interests.clear();
     for (const Transfer& t : p2p_) add_interests(t, interests);
     transport_->wait(ticket, interests, std::chrono::duration_cast<std::chrono::microseconds>(kMaxSleep));

@@ -70,6 +70,8 @@ class Communicator {
   int world() const { return config_.world; }
   const GroupConfig& config() const { return config_; }
   GroupHealth& health() { return *health_; }
+  // The time limit of the operation about to run (named when it times out).
+  void set_op_timeout(std::chrono::milliseconds t) { op_timeout_ = t; }
   Transport& transport() { return *transport_; }
   const char* transport_name() const { return transport_->name(); }
 
@@ -109,6 +111,7 @@ class Communicator {
   bool combine_in_place(Transfer& t, size_t& moved);
   bool progress_p2p();
   bool read_header(int peer, const Transfer& t);
+  bool peer_left_mid_operation(const std::vector<Transfer>& transfers, bool& left_seen, const std::string& during);
   bool progress_recv(Transfer& t);
   void lost_peer(int peer, const std::string& detail, const std::string& during);
   void add_interests(const Transfer& t, std::vector<Interest>& out) const;
@@ -124,6 +127,7 @@ class Communicator {
   std::vector<Transfer*> receiving_;     // per peer: the receive that message was matched to
   std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
   std::vector<uint8_t> scratch_;
+  std::chrono::milliseconds op_timeout_{0};
 };
 
 }  // namespace torch_npu_sim::dist

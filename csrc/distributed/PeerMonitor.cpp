@@ -121,6 +121,12 @@ std::vector<int> PeerMonitor::silent_peers(std::chrono::milliseconds silence) co
   return out;
 }
 
+void PeerMonitor::wait_closed(int peer, std::chrono::milliseconds limit) const {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!closed_[peer] && !stop_ && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
 void PeerMonitor::lost(int peer, const std::string& why) {
   closed_[peer] = true;
   if (left_[peer]) return;

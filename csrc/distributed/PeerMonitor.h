@@ -35,6 +35,9 @@ class PeerMonitor {
   // Peers that have not been heard from for `silence` or longer (stopped or hung).
   std::vector<int> silent_peers(std::chrono::milliseconds silence) const;
   bool has_left(int peer) const { return left_[peer].load(); }
+  // Waits (bounded) until the monitor has read peer's control connection to its end, so
+  // that whatever the peer announced before it went away has been taken into account.
+  void wait_closed(int peer, std::chrono::milliseconds limit) const;
 
  private:
   enum FrameType : uint8_t { kHeartbeat = 1, kFailure = 2, kGoodbye = 3 };

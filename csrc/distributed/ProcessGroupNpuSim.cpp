@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <mutex>
+#include <set>
+
 #include "distributed/ArgumentChecks.h"
 #include "distributed/Rendezvous.h"
 #include "distributed/Staging.h"
@@ -11,6 +14,13 @@ namespace torch_npu_sim::dist {
 namespace {
 
 constexpr int kAnySource = -1;  // a receive's peer when it takes the first matching message
+
+// Live groups of this process, so that an exiting process can say goodbye at once.
+std::mutex live_groups_mutex;
+std::set<ProcessGroupNpuSim*>& live_groups() {
+  static auto* groups = new std::set<ProcessGroupNpuSim*>();  // never destroyed: used at exit
+  return *groups;
+}
 
 std::string message_of(const std::exception_ptr& e) {
   try {
@@ -60,12 +70,28 @@ ProcessGroupNpuSim::ProcessGroupNpuSim(const c10::intrusive_ptr<c10d::Store>& st
   comm_ = rendezvous(kv, config);
   worker_ = std::thread([this] { run_worker(); });
   init();
+  std::lock_guard<std::mutex> lock(live_groups_mutex);
+  live_groups().insert(this);
 }
 
 ProcessGroupNpuSim::~ProcessGroupNpuSim() {
+  {
+    std::lock_guard<std::mutex> lock(live_groups_mutex);
+    live_groups().erase(this);
+  }
   try {
     stop_worker(/*drain=*/true);
   } catch (...) {
+  }
+}
+
+void ProcessGroupNpuSim::leave_all_groups_at_exit() {
+  std::lock_guard<std::mutex> lock(live_groups_mutex);
+  for (ProcessGroupNpuSim* group : live_groups()) {
+    try {
+      group->stop_worker(/*drain=*/false);
+    } catch (...) {
+    }
   }
 }
 
@@ -170,6 +196,7 @@ void ProcessGroupNpuSim::run_worker() {
       if (job.make_transfer) {
         comm_->post(job.make_transfer());
       } else {
+        comm_->set_op_timeout(job.timeout);
         job.body(Clock::now() + job.timeout);
         job.work->complete(nullptr);
       }

@@ -7,7 +7,8 @@
 // beside collectives, so batch_isend_irecv exchanges never deadlock.
 //
 // Files: ProcessGroupNpuSim.cpp (construction, progress thread, point-to-point),
-// Collectives.cpp (one adapter per c10d collective), ArgumentChecks (validation),
+// Collectives.cpp (one adapter per c10d collective), SparseAllReduce.cpp,
+// MonitoredBarrier.cpp, ArgumentChecks (validation),
 // Staging (tensors as the engine sees them), NpuSimWork (Work and its Future).
 #pragma once
 
@@ -36,6 +37,10 @@ class ProcessGroupNpuSim : public c10d::Backend {
   c10::intrusive_ptr<Options> getBackendOptions() override;
   void setTimeout(std::chrono::milliseconds timeout) override { timeout_ = timeout; }
   std::string transport_name() const { return comm_->transport_name(); }
+  // At interpreter exit: every live group of this process leaves (goodbye to its peers,
+  // in-flight work failed), so that peers still waiting on this rank fail at once instead
+  // of after the rest of the process's teardown.
+  static void leave_all_groups_at_exit();
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors, const c10d::BroadcastOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors, const c10d::AllreduceOptions& opts) override;
@@ -84,6 +89,7 @@ class ProcessGroupNpuSim : public c10d::Backend {
 
  private:
   using Body = std::function<void(Clock::time_point deadline)>;
+  c10::intrusive_ptr<c10d::Work> allreduce_sparse(at::Tensor& tensor, const c10d::AllreduceOptions& opts);
   c10::intrusive_ptr<c10d::Work> enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                          std::chrono::milliseconds timeout, Body body);
   c10::intrusive_ptr<c10d::Work> enqueue_p2p(c10d::OpType type, at::Tensor tensor, int peer, int tag, bool is_send);
@@ -103,6 +109,7 @@ class ProcessGroupNpuSim : public c10d::Backend {
   std::chrono::milliseconds timeout_;
   std::string group_name_;
   uint64_t seq_ = 0;
+  uint32_t monitored_barrier_calls_ = 0;
   std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
   std::mutex mutex_;  // guards queue_, stop_, sequence numbers
   std::condition_variable cv_;

@@ -38,11 +38,35 @@ def register_backend() -> None:
 def monitored_barrier(group=None, timeout: timedelta | None = None, wait_all_ranks: bool = False) -> None:
     """``dist.monitored_barrier`` for npusim groups (torch's wrapper accepts gloo only).
 
-    Every rank waits for every other; ranks that do not arrive within `timeout` are named
-    in the DistBackendError raised on each rank that waited for them.
-    """
-    import torch.distributed as dist
+    Gloo's protocol and messages: every rank other than 0 sends to rank 0 and waits for its
+    answer; rank 0 waits up to `timeout` (from its call) for each rank in turn and raises
+    ``RuntimeError("[Rank 0]: Rank 1 failed to pass monitoredBarrier in 2000 ms ...")`` for
+    the first that did not arrive, or, with ``wait_all_ranks``, waits `timeout` for each
+    and names them all (``"Ranks 1, 2 failed to pass monitoredBarrier"``); a zero timeout
+    raises ``"Rank 0 timed out in monitoredBarrier after 0 ms"``. Only when all arrived does
+    rank 0 answer, so the other ranks pass only if everyone did; when rank 0 fails, it tells
+    them, and they raise ``"Rank k successfully reached monitoredBarrier, but received
+    errors while waiting for send/recv from rank 0"`` (at once; at the group's timeout if
+    rank 0 never calls). `timeout` defaults to torch's default process-group timeout; a
+    float is taken as seconds (as torch does). A rank outside `group` returns at once.
 
-    group = group or dist.group.WORLD
-    timeout = timeout or timedelta(minutes=30)
-    group.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
+    ``group.monitored_barrier(...)`` (the ProcessGroup method) runs the same protocol.
+    """
+    import warnings
+
+    import torch.distributed.distributed_c10d as c10d
+
+    if c10d._rank_not_in_group(group):
+        c10d._warn_not_in_group("monitored_barrier")
+        return
+    pg = c10d._get_default_group() if group is None else group
+    if timeout is None:
+        timeout = c10d._get_default_timeout(c10d.get_backend(pg))
+    elif isinstance(timeout, (int, float)):
+        warnings.warn(f"Please specify timeout arg as a timedelta. Converting current value of {timeout} "
+                      "assuming it represents seconds", stacklevel=2)
+        timeout = timedelta(seconds=timeout)
+    c10d._check_valid_timeout(timeout)
+
+    # The protocol runs in the backend (ProcessGroupNpuSim::monitoredBarrier).
+    pg.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
