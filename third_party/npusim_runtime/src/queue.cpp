@@ -89,6 +89,16 @@ npusimStream_t default_stream(int device) {
   return state.default_stream.load();
 }
 
+struct Record {
+  bool recorded;
+  int64_t time_ns;
+};
+
+Record read_record(npusimEvent_t event) {
+  std::lock_guard<std::mutex> lock(event->mutex);
+  return Record{event->recorded, event->time_ns};
+}
+
 // NULL means the current device's default stream.
 npusimError_t resolve(npusimStream_t* stream) {
   NPUSIM_RT_CHECK_INIT();
@@ -273,17 +283,6 @@ npusimError_t npusimEventQuery(npusimEvent_t event) {
 }
 
 npusimError_t npusimEventSynchronize(npusimEvent_t event) { return npusimEventQuery(event); }
-
-namespace {
-struct Record {
-  bool recorded;
-  int64_t time_ns;
-};
-Record read_record(npusimEvent_t event) {
-  std::lock_guard<std::mutex> lock(event->mutex);
-  return Record{event->recorded, event->time_ns};
-}
-}  // namespace
 
 npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end) {
   if (!ms) return npusimErrorInvalidValue;
