@@ -33,6 +33,9 @@ def register_backend() -> None:
     _C._init_distributed()
     # `devices` must be a list: a string would be iterated letter by letter.
     dist.Backend.register_backend(BACKEND_NAME, _create_backend, extended_api=True, devices=["cpu", "npusim"])
+    from . import _default_backend
+
+    _default_backend.install()
 
 
 def monitored_barrier(group=None, timeout: timedelta | None = None, wait_all_ranks: bool = False) -> None:
