@@ -199,6 +199,8 @@ try:
     report(error="none")
 except Exception as e:
     report(error=type(e).__name__, message=str(e), after=time.time() - start)
+    if odd and os.environ.get("EXIT_AT_ONCE"):
+        os._exit(0)  # no goodbye: the others must still learn the first cause
 try:
     dist.all_reduce(torch.ones(1, device=dev))
     report(next_error="none")
@@ -228,3 +230,16 @@ def test_mismatch(case, transport):
         assert o.result("after") < 5, "a mismatch must be found at once, not at the timeout"
     for o in outcomes:
         assert o.result("next_error") == "DistBackendError", describe(outcomes)
+
+
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+@pytest.mark.parametrize("case", ["size", "dtype of equal size", "kind"])
+def test_mismatch_is_the_cause_even_when_the_odd_rank_exits_at_once(case, transport):
+    """The odd rank finds the mismatch, announces it and exits on the spot: the others
+    report the mismatch, not the broken connection, whatever the scheduling."""
+    outcomes = launch(MISMATCH, 3, env={"CASE": case, "NPUSIM_TRANSPORT": transport, "EXIT_AT_ONCE": "1"},
+                      timeout=60)
+    assert_clean(outcomes)
+    for o in outcomes:
+        assert o.result("error") == "DistBackendError", describe(outcomes)
+        assert "mismatch" in o.result("message"), o.result("message")
