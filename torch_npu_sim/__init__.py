@@ -23,6 +23,8 @@ def _autoload() -> None:
 
 
 import atexit  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -38,7 +40,10 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    _C._init()
+    # Without devices (NPUSIM_DEVICE_COUNT=0, or an invalid NPUSIM_* variable) only the
+    # device type is registered: the CPU allocator and every operator stay as they are, so
+    # PyTorch works as without npusim; using npusim raises an error naming the variable.
+    devices = _C._init()
     torch.utils.rename_privateuse1_backend("npusim")
     from . import device as _device_module
 
@@ -46,11 +51,26 @@ def _load() -> None:
     torch.utils.generate_methods_for_privateuse1_backend(
         for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=True
     )
-    from . import compile as _compile, distributed as _distributed
+    if not devices:
+        from .device._device import _unavailable_reason
 
+        _warn_unavailable(_unavailable_reason())
+        return
+    from . import _op_routing, compile as _compile, distributed as _distributed
+
+    _op_routing.install()
     _distributed.register_backend()
     _compile.register()
     atexit.register(_let_autograd_device_threads_settle)
+
+
+def _warn_unavailable(reason: str) -> None:
+    message = (f"npusim is disabled: {reason}. PyTorch works as usual; using an npusim device raises an "
+               "error until the variable is fixed or unset.")
+    try:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    except Warning:  # warnings are errors (-W error): `import torch` must not fail for it
+        sys.stderr.write(f"UserWarning: {message}\n")
 
 
 def _let_autograd_device_threads_settle() -> None:

@@ -230,6 +230,7 @@ std::atomic<uint64_t> fallback_calls{0};
 
 void npusim_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
   fallback_calls.fetch_add(1, std::memory_order_relaxed);
+  route_new_ops_if_noted();  // operators defined since the last call (OpRouting.cpp)
   FallbackCall(op).run(stack);
 }
 
@@ -247,35 +248,8 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
 
 uint64_t fallback_call_count() { return fallback_calls.load(std::memory_order_relaxed); }
 
-int route_structured_ops_to_fallback() {
-  static int routed = -1;
-  if (routed >= 0) return routed;
-  routed = 0;
-  auto& dispatcher = c10::Dispatcher::singleton();
-  // Registrations live as long as these libraries: keep them for the life of the process,
-  // and never destroy them (at exit the dispatcher may already be gone).
-  static auto& libraries = *new std::vector<std::unique_ptr<torch::Library>>();
-  std::vector<c10::OperatorName> names =
-      dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional);
-  for (auto& name : dispatcher.getAllOpNamesForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd))
-    names.push_back(std::move(name));
-  for (const auto& name : names) {
-    auto op = dispatcher.findOp(name);
-    if (!op || op->hasKernelForDispatchKey(c10::DispatchKey::PrivateUse1) ||
-        !op->hasKernelForDispatchKey(c10::DispatchKey::CPU))
-      continue;
-    const std::string& ns_and_name = name.name;
-    auto sep = ns_and_name.find("::");
-    if (sep == std::string::npos) continue;
-    std::string ns = ns_and_name.substr(0, sep);
-    std::string op_name = ns_and_name.substr(sep + 2);
-    if (!name.overload_name.empty()) op_name += "." + name.overload_name;
-    libraries.push_back(std::make_unique<torch::Library>(torch::Library::IMPL, ns, c10::DispatchKey::PrivateUse1,
-                                                         __FILE__, __LINE__));
-    libraries.back()->impl(op_name.c_str(), torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>());
-    ++routed;
-  }
-  return routed;
+torch::CppFunction npusim_fallback_function() {
+  return torch::CppFunction::makeFromBoxedFunction<&npusim_fallback>();
 }
 
 }  // namespace torch_npu_sim

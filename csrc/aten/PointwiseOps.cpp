@@ -2,27 +2,28 @@
 // div and their in-place forms).
 //
 // Fast path: two npusim operands of one floating dtype. A TensorIterator over the npusim
-// tensors themselves runs the CPU kernel stub (add_stub, mul_stub, div_true_stub) on their
-// bytes (host memory); the result is allocated by the iterator on the npusim device.
+// tensors themselves runs the CPU's kernel for the op (the function add_stub, mul_stub or
+// div_true_stub would call) on their bytes (host memory); the result is allocated by the
+// iterator on the npusim device.
 // Other cases use the fallback's zero-copy scheme minus boxing: the CPU kernel runs on CPU
 // aliases (called through at::cpu::, so the dispatcher and autograd are not crossed a
 // second time) and its result, an npusim allocation, is adopted as is.
 //
-// A stub's entry point (DispatchStubImpl::get_call_ptr) is declared according to the CPU
-// kernel variants libtorch was built with; the x86-64 wheels carry AVX2 and AVX-512
-// variants, so say so here, or the module would not load (undefined symbol). On other
-// architectures the fast path is compiled out.
-#if defined(__x86_64__)
-#define NPUSIM_CPU_STUBS 1
-#ifndef HAVE_AVX2_CPU_DEFINITION
-#define HAVE_AVX2_CPU_DEFINITION
-#endif
-#ifndef HAVE_AVX512_CPU_DEFINITION
-#define HAVE_AVX512_CPU_DEFINITION
-#endif
-#else
-#define NPUSIM_CPU_STUBS 0
-#endif
+// The CPU kernels are found at run time, not linked: a stub's entry point
+// (DispatchStubImpl::get_call_ptr) and its kernel variants are declared according to the
+// CPU capabilities libtorch was built with (the x86-64 wheels: DEFAULT, AVX512, AVX2), and
+// linking against one build's symbols would keep the extension from loading on any other
+// build of the same torch. So they are looked up with dlsym when first needed; when one is
+// missing (another build, another architecture) that op takes the aliasing path, with the
+// same results. NPUSIM_TEST_HIDE_SYMBOLS (a comma-separated list of substrings of symbol
+// names, or "*") makes the lookup of matching symbols fail, for tests.
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include <ATen/ATen.h>
 #include <ATen/ExpandUtils.h>
 #include <ATen/TensorIterator.h>
@@ -35,6 +36,7 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "aten/PointwiseOps.h"
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 
@@ -42,6 +44,89 @@ namespace torch_npu_sim {
 namespace {
 
 constexpr auto kNpu = c10::DeviceType::PrivateUse1;
+
+// ---- the CPU kernels, found at run time -------------------------------------------------
+
+using BinaryKernel = void (*)(at::TensorIteratorBase&);
+using AlphaKernel = void (*)(at::TensorIteratorBase&, const c10::Scalar&);
+
+bool hidden_for_tests(const char* symbol) {
+  const char* hide = std::getenv("NPUSIM_TEST_HIDE_SYMBOLS");
+  if (!hide || !*hide) return false;
+  std::string list(hide);
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(start, end - start);
+    if (item == "*" || (!item.empty() && std::strstr(symbol, item.c_str()))) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+void* lookup(const char* symbol) {
+  if (hidden_for_tests(symbol)) return nullptr;
+  return dlsym(RTLD_DEFAULT, symbol);  // searches our scope, which holds libtorch_cpu
+}
+
+// The kernel the stub `stub_symbol` would run on the CPU. `variants` is the mangled name
+// of its DispatchStub<...> up to the variant's name.
+void* cpu_kernel(const char* stub_symbol, const std::string& variants) {
+#if defined(__x86_64__)
+  // at::native::DispatchStubImpl::get_call_ptr(DeviceType, void* DEFAULT, void* AVX512,
+  // void* AVX2) of the x86-64 builds; `this` is the stub object, whose only data member is
+  // its DispatchStubImpl
+  using GetCallPtr = void* (*)(void* stub, c10::DeviceType, void*, void*, void*);
+  auto get_call_ptr = reinterpret_cast<GetCallPtr>(
+      lookup("_ZN2at6native16DispatchStubImpl12get_call_ptrEN3c1010DeviceTypeEPvS4_S4_"));
+  void* stub = lookup(stub_symbol);
+  void* fns[3] = {nullptr, nullptr, nullptr};
+  const char* names[3] = {"7DEFAULTE", "6AVX512E", "4AVX2E"};
+  for (int i = 0; i < 3; ++i) {
+    void* slot = lookup((variants + names[i]).c_str());  // a static FnPtr member
+    if (!slot) return nullptr;
+    fns[i] = *static_cast<void**>(slot);
+  }
+  if (!get_call_ptr || !stub || !fns[0]) return nullptr;
+  return get_call_ptr(stub, c10::kCPU, fns[0], fns[1], fns[2]);
+#else
+  (void)stub_symbol;
+  (void)variants;
+  return nullptr;  // the variants are declared otherwise here: the aliasing path serves
+#endif
+}
+
+struct CpuKernels {
+  AlphaKernel add = nullptr;  // add and sub (sub is add with -alpha)
+  BinaryKernel mul = nullptr;
+  BinaryKernel div_true = nullptr;
+};
+
+const CpuKernels& cpu_kernels() {
+  static const CpuKernels kernels = [] {
+    const std::string prefix = "_ZN2at6native12DispatchStubIPFvRNS_18TensorIteratorBaseE";
+    CpuKernels k;
+    k.add = reinterpret_cast<AlphaKernel>(
+        cpu_kernel("_ZN2at6native8add_stubE", prefix + "RKN3c106ScalarEENS0_30add_stub_DECLARE_DISPATCH_typeEE"));
+    k.mul = reinterpret_cast<BinaryKernel>(
+        cpu_kernel("_ZN2at6native8mul_stubE", prefix + "ENS0_30mul_stub_DECLARE_DISPATCH_typeEE"));
+    k.div_true = reinterpret_cast<BinaryKernel>(
+        cpu_kernel("_ZN2at6native13div_true_stubE", prefix + "ENS0_35div_true_stub_DECLARE_DISPATCH_typeEE"));
+    return k;
+  }();
+  return kernels;
+}
+
+std::atomic<uint64_t> fast_path_calls{0};
+
+// true (and counted) if the fast path's kernel was found
+template <typename Kernel>
+bool counted(Kernel kernel) {
+  if (!kernel) return false;
+  fast_path_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
 
 // The npusim device of a binary op, with CUDA's rules: a 0-dim CPU tensor is a scalar
 // and mixes with anything; any other mixture is an error naming both devices.
@@ -114,81 +199,70 @@ at::Tensor& fast_inplace(at::Tensor& a, const at::Tensor& b, Stub&& stub) {
 }
 
 at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
-#if NPUSIM_CPU_STUBS
-  if (fast_operands(a, b)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); at::native::add_stub(c10::kCPU, iter, alpha); });
+  if (fast_operands(a, b) && counted(cpu_kernels().add)) {
+    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
-#endif
   auto d = device_of(a, b, "aten::add.Tensor");
   return run_functional(d, [&] { return at::cpu::add(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
-#if NPUSIM_CPU_STUBS
-  if (fast_operands(a, b)) {
+  if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); at::native::add_stub(c10::kCPU, iter, -alpha); });
+    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
   }
-#endif
   auto d = device_of(a, b, "aten::sub.Tensor");
   return run_functional(d, [&] { return at::cpu::sub(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
-#if NPUSIM_CPU_STUBS
-  if (fast_operands(a, b)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::mul_stub(c10::kCPU, iter); });
+  if (fast_operands(a, b) && counted(cpu_kernels().mul)) {
+    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
-#endif
   auto d = device_of(a, b, "aten::mul.Tensor");
   return run_functional(d, [&] { return at::cpu::mul(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
-#if NPUSIM_CPU_STUBS
-  if (fast_operands(a, b)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::div_true_stub(c10::kCPU, iter); });
+  if (fast_operands(a, b) && counted(cpu_kernels().div_true)) {
+    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
-#endif
   auto d = device_of(a, b, "aten::div.Tensor");
   return run_functional(d, [&] { return at::cpu::div(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor& add_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
-#if NPUSIM_CPU_STUBS
-  if (fast_inplace_operands(a, b)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); at::native::add_stub(c10::kCPU, iter, alpha); });
+  if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
+    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
-#endif
   auto d = device_of(a, b, "aten::add_.Tensor");
   return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::add_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& sub_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
-#if NPUSIM_CPU_STUBS
-  if (fast_inplace_operands(a, b)) {
+  if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); at::native::add_stub(c10::kCPU, iter, -alpha); });
+    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
   }
-#endif
   auto d = device_of(a, b, "aten::sub_.Tensor");
   return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::sub_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& mul_(at::Tensor& a, const at::Tensor& b) {
-#if NPUSIM_CPU_STUBS
-  if (fast_inplace_operands(a, b)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::mul_stub(c10::kCPU, iter); });
+  if (fast_inplace_operands(a, b) && counted(cpu_kernels().mul)) {
+    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
-#endif
   auto d = device_of(a, b, "aten::mul_.Tensor");
   return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::mul_(x, view_for_cpu(b)); });
 }
 at::Tensor& div_(at::Tensor& a, const at::Tensor& b) {
-#if NPUSIM_CPU_STUBS
-  if (fast_inplace_operands(a, b)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::div_true_stub(c10::kCPU, iter); });
+  if (fast_inplace_operands(a, b) && counted(cpu_kernels().div_true)) {
+    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
-#endif
   auto d = device_of(a, b, "aten::div_.Tensor");
   return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::div_(x, view_for_cpu(b)); });
 }
 
 }  // namespace
+
+PointwiseFastPath pointwise_fast_path() {
+  const auto& k = cpu_kernels();
+  return {k.add != nullptr, k.mul != nullptr, k.div_true != nullptr, fast_path_calls.load(std::memory_order_relaxed)};
+}
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("add.Tensor", TORCH_FN(add));

@@ -8,11 +8,18 @@
 #define NPUSIM_CHECK(call)                                                      \
   do {                                                                          \
     npusimError_t npusim_err_ = (call);                                         \
-    TORCH_CHECK(npusim_err_ == npusimSuccess, "npusim runtime error: ",          \
-                npusimGetErrorString(npusim_err_), " (in ", #call, ")");         \
+    if (C10_UNLIKELY(npusim_err_ != npusimSuccess))                             \
+      ::torch_npu_sim::throw_runtime_error(npusim_err_, #call);                 \
   } while (0)
 
 namespace torch_npu_sim {
+
+// "npusim runtime error: <what> (in <call>)"; an invalid NPUSIM_* configuration reads
+// "npusim is unavailable: <the variable and its value> ..." instead (RuntimeConfig.cpp).
+[[noreturn]] void throw_runtime_error(npusimError_t error, const char* call);
+
+// Raises the reason npusim cannot be used (invalid configuration, no devices), if any.
+void check_available();
 
 inline int device_count() {
   int count = 0;
@@ -22,6 +29,7 @@ inline int device_count() {
 
 inline void check_device_index(int64_t index) {
   int count = device_count();
+  if (C10_UNLIKELY(count == 0)) check_available();
   TORCH_CHECK_INDEX(index >= 0 && index < count, "Invalid npusim device index ", index,
                     ": there are ", count, " npusim device(s) (valid indices are 0..",
                     count - 1, "; set NPUSIM_DEVICE_COUNT to change the number)");

@@ -9,6 +9,7 @@
 #include "core/Runtime.h"
 #include "core/Stream.h"
 #include "aten/Fallback.h"
+#include "aten/PointwiseOps.h"
 #include "distributed/Bindings.h"
 
 namespace py = pybind11;
@@ -33,19 +34,35 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("_init", [] {
     register_hooks();
+    // Without devices (an invalid NPUSIM_* configuration, or none configured) nothing else
+    // changes in the process: the CPU allocator and every op's kernels stay as they are.
+    // The configuration is reported by the Python side, and on use.
+    int count = 0;
+    if (npusimGetDeviceCount(&count) != npusimSuccess || count == 0) return false;
     route_structured_ops_to_fallback();
     install_cpu_allocator_router();
-    // an invalid NPUSIM_* configuration is reported on first use, not at import
+    return true;
   });
   m.def("_fallback_calls", [] { return fallback_call_count(); });
+  m.def("_route_new_ops", [](const std::string& name) { return route_new_ops(name); }, py::arg("name") = "");
+  m.def("_unroute_op", [](const std::string& name) { return unroute_op(name); });
+  m.def("_op_is_routed", [](const std::string& name) { return op_is_routed(name); });
+  m.def("_pointwise_fast_path", [] {
+    auto f = pointwise_fast_path();
+    py::dict d;
+    d["add"] = f.add;
+    d["mul"] = f.mul;
+    d["div"] = f.div;
+    d["calls"] = f.calls;
+    return d;
+  });
   m.def("_device_count", [] {
     int count = 0;
     return npusimGetDeviceCount(&count) == npusimSuccess ? count : 0;
   });
   m.def("_config_error", [] {
-    int count = 0;
-    npusimError_t err = npusimGetDeviceCount(&count);
-    return err == npusimSuccess ? std::string() : std::string(npusimGetErrorString(err));
+    const char* error = npusimGetConfigurationError();
+    return std::string(error ? error : "");
   });
   m.def("_current_device", [] { return current_device(); });
   m.def("_set_device", [](int64_t device) {

@@ -15,8 +15,19 @@ _init_lock = threading.Lock()
 
 
 def is_available() -> bool:
-    """True when at least one simulated device is configured (NPUSIM_DEVICE_COUNT)."""
+    """True when at least one simulated device is configured (NPUSIM_DEVICE_COUNT) and the
+    NPUSIM_* configuration is valid."""
     return _C._device_count() > 0
+
+
+def _unavailable_reason() -> str | None:
+    """Why npusim cannot be used (naming the variable and its value), or None."""
+    error = _C._config_error()
+    if error:
+        return error
+    if _C._device_count() == 0:
+        return "NPUSIM_DEVICE_COUNT=0 configures no devices"
+    return None
 
 
 def is_initialized() -> bool:
@@ -34,11 +45,10 @@ def _lazy_init() -> None:
     with _init_lock:
         if _initialized:
             return
-        error = _C._config_error()
-        if error:
-            raise RuntimeError(f"npusim: invalid configuration: {error}")
-        if _C._device_count() == 0:
-            raise RuntimeError("npusim: no devices (NPUSIM_DEVICE_COUNT=0)")
+        reason = _unavailable_reason()
+        if reason:
+            raise RuntimeError(f"npusim is unavailable: {reason} (PyTorch itself works as usual; fix or unset "
+                               "the variable to use npusim devices)")
         _initialized = True
 
 

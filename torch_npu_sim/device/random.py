@@ -6,7 +6,7 @@ from typing import Iterable
 import torch
 
 from .. import _C
-from ._device import _device_index, _device_t, _lazy_init, device_count
+from ._device import _device_index, _device_t, _lazy_init, device_count, is_available
 
 
 class _DefaultGenerators:
@@ -34,29 +34,40 @@ default_generators = _DefaultGenerators()
 
 
 def _generator(device: _device_t = None) -> torch.Generator:
+    _lazy_init()  # an unusable npusim says why
     index = _device_index(device)
     if not 0 <= index < device_count():
         raise IndexError(f"Invalid npusim device index {index}: there are {device_count()} npusim device(s)")
     return default_generators[index]
 
 
+# Seeding is silently ignored when npusim is unavailable, as torch.cuda's is without CUDA:
+# torch.manual_seed and torch.seed call manual_seed_all in every program, npusim or not.
+
+
 def manual_seed(seed: int) -> None:
-    _generator().manual_seed(int(seed))
+    seed = int(seed)
+    if is_available():
+        _generator().manual_seed(seed)
 
 
 def manual_seed_all(seed: int) -> None:
-    for gen in default_generators:
-        gen.manual_seed(int(seed))
+    seed = int(seed)
+    if is_available():
+        for gen in default_generators:
+            gen.manual_seed(seed)
 
 
 def seed() -> None:
-    _generator().seed()
+    if is_available():
+        _generator().seed()
 
 
 def seed_all() -> None:
-    new_seed = _generator().seed()
-    for gen in default_generators:
-        gen.manual_seed(new_seed)
+    if is_available():
+        new_seed = _generator().seed()
+        for gen in default_generators:
+            gen.manual_seed(new_seed)
 
 
 def initial_seed() -> int:

@@ -10,10 +10,12 @@
  * events are still real objects (ordering, timing, launch accounting, validation).
  *
  * Configuration (read once, at first use):
- *   NPUSIM_DEVICE_COUNT   number of devices (default 8, at most 64)
- *   NPUSIM_DEVICE_MEMORY  capacity per device: bytes or a size such as 512MiB, 16GiB
+ *   NPUSIM_DEVICE_COUNT   number of devices, 0 to 64 (default 8)
+ *   NPUSIM_DEVICE_MEMORY  capacity per device: bytes or a size such as 512MiB, 1.5GiB
  *                         (default 16GiB, committed lazily)
- *   NPUSIM_DEVICE_NAME    device name (default "NPUSim-1")
+ *   NPUSIM_DEVICE_NAME    device name, 1 to 63 bytes (default "NPUSim-1")
+ * An invalid value is a configuration error (npusimGetConfigurationError): there are then
+ * no devices and the calls return npusimErrorInvalidConfiguration.
  */
 #pragma once
 
@@ -75,6 +77,9 @@ enum { npusimEventDefault = 0, npusimEventDisableTiming = 1 };
 
 /* errors */
 const char* npusimGetErrorString(npusimError_t error);
+/* NULL when the configuration is valid; else a message naming each invalid variable and
+   its value. npusimGetDeviceCount then reports 0 devices (and InvalidConfiguration). */
+const char* npusimGetConfigurationError(void);
 
 /* devices (the current device is per thread, like a real driver) */
 npusimError_t npusimGetDeviceCount(int* count);

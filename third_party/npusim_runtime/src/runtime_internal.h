@@ -30,7 +30,6 @@ struct Runtime {
 Runtime& runtime();
 bool valid_device(int device);
 int& current_device();              // per thread
-size_t parse_size(const char* text, bool* ok);
 
 }  // namespace npusim_rt
 
