@@ -1,251 +1,306 @@
+// Joining a group, in four steps, every wait bounded by the group's timeout and watched
+// so that a failure anywhere ends every rank's wait early with the reason:
+//   1. records: each rank publishes its settings, host, pid and listening address in the
+//      store (rank 0 also the group secret) and reads everyone's; disagreements (world
+//      size, ring size, build) are named at once, on every rank.
+//   2. addresses: ranks on several hosts without NPUSIM_SOCKET_ADDR re-listen on a
+//      routable address and publish it (one host: loopback, known from step 1).
+//   3. connections: dial lower ranks, accept higher ones, mutual HMAC proof (Handshake).
+//   4. commit over the control connections: rank 0 creates the shared memory, the others
+//      map it and say so, rank 0 unlinks it and tells everyone the outcome, so the group
+//      is created on all ranks or on none.
+// While waiting, a rank watches the store for failures reported by others and, on its
+// own host, whether the processes that joined are still alive.
 #include "distributed/Rendezvous.h"
 
 #include <c10/util/Exception.h>
-#include <sys/random.h>
+#include <poll.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
+#include <optional>
 #include <thread>
 
+#include "distributed/Handshake.h"
+#include "distributed/JoinInfo.h"
 #include "distributed/Socket.h"
 
 namespace torch_npu_sim::dist {
 namespace {
 
-constexpr uint32_t kHelloMagic = 0x4c48504eu;  // "NPHL"
-constexpr size_t kSecretBytes = 32;
-
-// Connections per pair of ranks: control always; data lanes only over TCP.
 enum Channel : uint8_t { kControl = 0, kDataCollective = 1, kDataP2P = 2 };
+constexpr auto kSlice = std::chrono::milliseconds(100);  // store waits, between two watches
 
-struct Hello {
-  uint32_t magic;
-  uint16_t version;
-  uint8_t channel;
-  uint8_t reserved;
-  int32_t rank;
-  int32_t world;
-  uint64_t generation;
-  uint8_t secret[kSecretBytes];
-};
-
-struct HelloAck {
-  uint32_t magic;
-  uint32_t status;
-};
-
-std::string env(const char* name, const char* fallback = "") {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-std::string host_identity() {
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  std::string boot;
-  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
-  return std::string(host) + "|" + boot;
-}
-
-std::string random_hex(size_t bytes) {
-  std::vector<unsigned char> buf(bytes);
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t r = getrandom(buf.data() + got, bytes - got, 0);
-    TORCH_CHECK(r > 0 || errno == EINTR, "npusim: getrandom failed");
-    if (r > 0) got += r;
-  }
+std::string to_hex(const uint8_t* p, size_t n) {
   static const char* hex = "0123456789abcdef";
   std::string s;
-  for (unsigned char b : buf) {
-    s += hex[b >> 4];
-    s += hex[b & 15];
-  }
+  for (size_t i = 0; i < n; ++i) (s += hex[p[i] >> 4]) += hex[p[i] & 15];
   return s;
 }
 
-bool equal_constant_time(const uint8_t* a, const uint8_t* b, size_t n) {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < n; ++i) diff |= a[i] ^ b[i];
-  return diff == 0;
+std::string message_of(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
 }
+
+// Thrown when another rank's reported failure ends this rank's join (not re-reported).
+struct Propagated {};
 
 class Joiner {
  public:
   Joiner(const KeyValueStore& store, const GroupConfig& config)
-      : store_(store), config_(config), deadline_(net::Clock::now() + config.timeout) {}
+      : store_(store), config_(config), deadline_(net::Clock::now() + config.timeout),
+        records_(config.world) {}
+
+  ~Joiner() {
+    if (listen_fd_ >= 0) close(listen_fd_);
+    for (int fd : control_)
+      if (fd >= 0) close(fd);
+    for (auto& lanes : data_)
+      for (int fd : lanes)
+        if (fd >= 0) close(fd);
+  }
 
   std::unique_ptr<Communicator> join() {
-    const int world = config_.world, me = config_.rank;
-    generation_ = static_cast<uint64_t>((store_.add("npusim/join", 1) - 1) / world);
+    const int me = config_.rank;
+    generation_ = static_cast<uint64_t>(store_.add("npusim/join/" + std::to_string(me), 1) - 1);
     prefix_ = "npusim/" + std::to_string(generation_) + "/";
-
-    // Who is where, and which transport the group uses (rank 0 decides).
-    publish("host/" + std::to_string(me), host_identity());
-    bool same_host = true;
-    for (int r = 0; r < world; ++r) same_host &= fetch("host/" + std::to_string(r)) == host_identity();
-    if (me == 0) {
-      std::string wanted = env("NPUSIM_TRANSPORT", "auto");
-      TORCH_CHECK(wanted == "auto" || wanted == "shm" || wanted == "tcp",
-                  "npusim: NPUSIM_TRANSPORT must be auto, shm or tcp, got '", wanted, "'");
-      TORCH_CHECK(wanted != "shm" || same_host,
-                  "npusim: NPUSIM_TRANSPORT=shm needs all ranks on one host, but they are not");
-      publish("transport", wanted == "tcp" || !same_host ? "tcp" : "shm");
-      publish("secret", random_hex(kSecretBytes));
-    }
-    const bool tcp = fetch("transport") == "tcp";
-    std::string secret_hex = fetch("secret");
-    TORCH_CHECK(secret_hex.size() == 2 * kSecretBytes, "npusim: malformed group secret in the store");
-    for (size_t i = 0; i < kSecretBytes; ++i) secret_[i] = static_cast<uint8_t>(std::stoi(secret_hex.substr(2 * i, 2), nullptr, 16));
-
-    // Listen, advertise, connect: rank r dials every lower rank and accepts every higher.
-    std::string advertised = env("NPUSIM_SOCKET_ADDR");
-    std::string bind_addr = advertised.empty() ? (same_host ? "127.0.0.1" : "0.0.0.0") : advertised;
-    if (advertised.empty()) {
-      char host[256] = {0};
-      gethostname(host, sizeof(host) - 1);
-      advertised = same_host ? "127.0.0.1" : host;
-    }
-    int port = 0;
-    int listen_fd = net::listen_on(bind_addr, &port);
-    std::vector<std::vector<int>> fds(world, std::vector<int>(3, -1));
     try {
-      publish("addr/" + std::to_string(me), advertised + " " + std::to_string(port));
-      const int channels = tcp ? 3 : 1;
-      for (int peer = 0; peer < me; ++peer) {
-        std::string addr = fetch("addr/" + std::to_string(peer));
-        auto space = addr.rfind(' ');
-        TORCH_CHECK(space != std::string::npos, "npusim: malformed address of rank ", peer);
-        for (int ch = 0; ch < channels; ++ch)
-          fds[peer][ch] = dial(addr.substr(0, space), std::stoi(addr.substr(space + 1)), static_cast<Channel>(ch), peer);
+      settings_ = read_settings();
+      std::string bound;
+      listen_fd_ = net::listen_on(settings_.socket_addr.empty() ? "127.0.0.1" : settings_.socket_addr, &port_, &bound);
+      records_[me] = local_record(config_.world, settings_, bound, port_);
+    } catch (const std::exception& e) {
+      JoinRecord failed;
+      failed.error = message_of(e);
+      try {
+        publish("rank/" + std::to_string(me), failed.encode());  // so the others fail now, not at the timeout
+      } catch (...) {
       }
-      int expected = (world - 1 - me) * channels;
-      while (expected > 0) {
-        int fd = net::accept_until(listen_fd, deadline_);
-        TORCH_CHECK_WITH(DistNetworkError, fd >= 0, "npusim: rank ", me, " timed out after ",
-                         config_.timeout.count(), " ms waiting for higher ranks to connect");
-        if (admit(fd, channels, fds)) --expected;
-      }
-    } catch (...) {
-      close(listen_fd);
-      for (auto& row : fds)
-        for (int fd : row)
-          if (fd >= 0) close(fd);
+      report(failed.error);
       throw;
     }
-    close(listen_fd);
-
-    std::vector<int> control(world, -1);
-    std::vector<std::vector<int>> data(world, std::vector<int>(kLanes, -1));
-    for (int p = 0; p < world; ++p) {
-      control[p] = fds[p][kControl];
-      data[p][0] = fds[p][kDataCollective];
-      data[p][1] = fds[p][kDataP2P];
-      for (int fd : data[p])
-        if (fd >= 0) net::set_nonblocking(fd);
+    try {
+      if (me == 0) {
+        random_bytes(secret_.data(), secret_.size());
+        publish("secret", to_hex(secret_.data(), secret_.size()));
+      }
+      publish("rank/" + std::to_string(me), records_[me]->encode());
+      return build();
+    } catch (const Propagated&) {
+      C10_THROW_ERROR(DistBackendError, propagated_);
+    } catch (const std::exception& e) {
+      if (!everyone_knows_) report(message_of(e));
+      throw;
     }
-
-    auto health = std::make_shared<GroupHealth>(config_.name);
-    double peer_timeout_s = std::atof(env("NPUSIM_PEER_TIMEOUT", "0").c_str());
-    auto monitor = std::make_unique<PeerMonitor>(
-        me, std::move(control), *health, std::chrono::milliseconds(static_cast<int64_t>(peer_timeout_s * 1000)));
-    std::unique_ptr<Transport> transport =
-        tcp ? make_tcp_transport(std::move(data), me) : shared_memory_transport();
-    return std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
   }
 
  private:
-  std::unique_ptr<Transport> shared_memory_transport() {
+  std::unique_ptr<Communicator> build() {
     const int world = config_.world, me = config_.rank;
-    size_t ring_bytes = static_cast<size_t>(std::atoll(env("NPUSIM_SHM_RING_BYTES", "1048576").c_str()));
-    TORCH_CHECK(ring_bytes >= 4096 && ring_bytes <= (size_t(1) << 30),
-                "npusim: NPUSIM_SHM_RING_BYTES must be between 4096 and 1 GiB");
+    for (int r = 0; r < world; ++r) {
+      if (r == me) continue;
+      JoinRecord rec = JoinRecord::decode(fetch("rank/" + std::to_string(r), "rank " + std::to_string(r) + " to join"), r);
+      TORCH_CHECK_WITH(DistBackendError, rec.error.empty(), "npusim: rank ", r, " could not join the group: ", rec.error);
+      records_[r] = std::move(rec);
+      check_agreement(false);
+    }
+    if (me != 0) {
+      std::string hex = fetch("secret", "the group secret from rank 0");
+      TORCH_CHECK(hex.size() == 2 * secret_.size() && hex.find_first_not_of("0123456789abcdef") == std::string::npos,
+                  "npusim: malformed group secret in the store");
+      for (size_t i = 0; i < secret_.size(); ++i)
+        secret_[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    }
+    bool one_host = true;
+    for (auto& r : records_) one_host &= r->host == records_[0]->host;
+    const std::string wanted = records_[0]->transport;  // rank 0 decides
+    for (int r = 1; r < world && wanted == "shm"; ++r)
+      TORCH_CHECK(records_[r]->host == records_[0]->host, "npusim: NPUSIM_TRANSPORT=shm (rank 0) needs all ranks on ",
+                  "one host, but rank ", r, " is on another");
+    const bool shm = wanted != "tcp" && one_host;
+    check_agreement(shm);
+
+    std::vector<PeerAddress> lower(me);
+    if (!one_host && !records_[me]->addr_explicit) relisten();
+    for (int r = 0; r < me; ++r) {
+      lower[r] = {records_[r]->addr, records_[r]->port};
+      if (!one_host && !records_[r]->addr_explicit) {
+        std::string a = fetch("addr/" + std::to_string(r), "the address of rank " + std::to_string(r));
+        auto space = a.rfind(' ');
+        TORCH_CHECK(space != std::string::npos, "npusim: malformed address of rank ", r);
+        lower[r] = {a.substr(0, space), std::atoi(a.c_str() + space + 1)};
+      }
+    }
+
+    HandshakeSpec spec;
+    spec.rank = me;
+    spec.world = world;
+    spec.channels = shm ? 1 : 3;
+    spec.generation = generation_;
+    spec.secret = secret_;
+    spec.deadline = deadline_;
+    spec.timeout = config_.timeout;
+    auto fds = connect_group(listen_fd_, lower, spec, [this] { watch(); });
+    close(std::exchange(listen_fd_, -1));  // nobody may connect once the group is up
+    control_.assign(world, -1);
+    data_.assign(world, std::vector<int>(kLanes, -1));
+    for (int p = 0; p < world; ++p) {
+      control_[p] = fds[p][kControl];
+      if (!shm) {
+        data_[p][0] = fds[p][kDataCollective];
+        data_[p][1] = fds[p][kDataP2P];
+      }
+    }
+    std::unique_ptr<ShmSegment> seg = commit(shm);
+
+    auto health = std::make_shared<GroupHealth>(config_.name);
+    auto monitor = std::make_unique<PeerMonitor>(me, std::exchange(control_, {}), *health, settings_.peer_timeout);
+    std::unique_ptr<Transport> transport = shm ? make_shm_transport(std::move(seg), me, world, settings_.ring_bytes)
+                                               : make_tcp_transport(std::exchange(data_, {}), me);
+    return std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
+  }
+
+  void check_agreement(bool shm) {
+    std::string d = first_disagreement(records_, shm);
+    everyone_knows_ = !d.empty();  // every rank reads the same records and finds the same
+    TORCH_CHECK_WITH(DistBackendError, d.empty(), "npusim: the ranks disagree on their configuration: ", d);
+  }
+
+  // Ranks on several hosts: listen where peers can reach this one, and say where.
+  void relisten() {
+    const char* master = std::getenv("MASTER_ADDR");
+    std::string addr = net::address_toward(master ? master : "");
+    if (addr.empty() || net::is_loopback(addr)) addr = net::hostname_address();
+    TORCH_CHECK(!addr.empty(), "npusim: rank ", config_.rank, " is in a group spanning several hosts but has no ",
+                "non-loopback address; set NPUSIM_SOCKET_ADDR to the address its peers can reach");
+    close(std::exchange(listen_fd_, -1));
+    std::string bound;
+    listen_fd_ = net::listen_on(addr, &port_, &bound);
+    publish("addr/" + std::to_string(config_.rank), bound + " " + std::to_string(port_));
+  }
+
+  // Step 4 (see the top of the file); returns the mapped segment on shared memory.
+  std::unique_ptr<ShmSegment> commit(bool shm) {
+    const int world = config_.world, me = config_.rank;
     std::unique_ptr<ShmSegment> seg;
-    std::string name;
+    std::string error;
+    SetupType type;
+    std::string payload;
+    if (me == 0) {
+      try {
+        if (shm) seg = shm_create(world, settings_.ring_bytes);
+      } catch (const std::exception& e) {
+        error = "npusim: rank 0 could not create the shared memory: " + message_of(e);
+      }
+      for (int p = 1; p < world && error.empty(); ++p)
+        if (!send_setup(control_[p], SetupType::Offer, seg ? seg->name : "", deadline_))
+          error = "npusim: rank " + std::to_string(p) + " exited while the group was being created";
+      std::vector<SetupReader> readers(world);
+      for (int p = 1; p < world && error.empty(); ++p) {
+        if (!await(p, &readers[p], &type, &payload) || type != SetupType::Ready)
+          error = "npusim: rank " + std::to_string(p) + " exited while the group was being created";
+        else if (!payload.empty())
+          error = payload;
+      }
+      if (seg) shm_unlink_quietly(seg->name);  // mapped everywhere (or failed): the name can go
+      for (int p = 1; p < world; ++p) send_setup(control_[p], SetupType::Commit, error, deadline_);
+      TORCH_CHECK_WITH(DistBackendError, error.empty(), error);
+      return seg;
+    }
+    SetupReader reader;
+    const std::string lost = "npusim: rank 0 exited while the group was being created";
+    TORCH_CHECK_WITH(DistBackendError, await(0, &reader, &type, &payload), lost);
+    if (type == SetupType::Offer) {
+      std::string reply;
+      try {
+        if (shm) seg = shm_open_existing(payload, world, settings_.ring_bytes);
+      } catch (const std::exception& e) {
+        reply = "npusim: rank " + std::to_string(me) + " could not map the shared memory: " + message_of(e);
+      }
+      TORCH_CHECK_WITH(DistBackendError, send_setup(control_[0], SetupType::Ready, reply, deadline_), lost);
+      TORCH_CHECK_WITH(DistBackendError, await(0, &reader, &type, &payload), lost);
+    }
+    if (type != SetupType::Commit || !payload.empty()) {
+      propagated_ = payload.empty() ? lost : payload;
+      throw Propagated{};  // rank 0 found and reported the cause
+    }
+    return seg;
+  }
+
+  // One set-up message from `peer`; false when its connection broke.
+  bool await(int peer, SetupReader* reader, SetupType* type, std::string* payload) {
+    auto next_watch = net::Clock::now();
+    while (true) {
+      bool broken = false;
+      if (reader->next(control_[peer], type, payload, &broken)) return true;
+      if (broken) return false;
+      if (net::Clock::now() >= next_watch) {
+        watch();
+        next_watch = net::Clock::now() + kSlice;
+      }
+      TORCH_CHECK_WITH(DistBackendError, net::Clock::now() < deadline_, "npusim: rank ", config_.rank,
+                       " timed out after ", config_.timeout.count(), " ms waiting for rank ", peer,
+                       " to finish creating the group");
+      pollfd p{control_[peer], POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(kSlice.count()));
+    }
+  }
+
+  // Ends the wait early: a rank on this host exited, or another rank reported a failure.
+  void watch() {
+    for (size_t r = 0; r < records_.size(); ++r) {
+      if (static_cast<int>(r) == config_.rank || !records_[r] || !can_watch(*records_[config_.rank], *records_[r]))
+        continue;
+      TORCH_CHECK_WITH(DistBackendError, !process_gone(records_[r]->pid, records_[r]->start_time), "npusim: rank ", r, " (pid ", records_[r]->pid,
+                       ") exited while the group was being created");
+    }
+    if (via_store([&] { return store_.add(prefix_ + "failures", 0); }) > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - net::Clock::now());
+      auto wait = std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(2000));
+      bool told = via_store([&] { return store_.wait(prefix_ + "failure/1", wait); });
+      propagated_ = "npusim: rank " + std::to_string(config_.rank) + " gave up creating the group because " +
+                    (told ? via_store([&] { return store_.get(prefix_ + "failure/1"); }) : "another rank failed");
+      throw Propagated{};
+    }
+  }
+
+  // Tells the other ranks why this one failed, so they stop waiting for it (best effort).
+  void report(const std::string& why) {
     try {
-      if (me == 0) {
-        seg = shm_create(world, ring_bytes);
-        name = seg->name;
-        publish("shm", name);
-      } else {
-        name = fetch("shm");
-        seg = shm_open_existing(name, world, ring_bytes);
-      }
-      // Unlink once every rank has it mapped: the memory then lives exactly as long as
-      // the mappings, and no name is left behind even if a rank dies later.
-      store_.add(prefix_ + "shm_mapped", 1);
-      while (store_.add(prefix_ + "shm_mapped", 0) < world) {
-        TORCH_CHECK_WITH(DistBackendError, net::Clock::now() < deadline_, "npusim: rank ", me,
-                         " timed out waiting for all ranks to map the shared memory");
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
+      int64_t n = store_.add(prefix_ + "failures", 1);
+      store_.set(prefix_ + "failure/" + std::to_string(n), "rank " + std::to_string(config_.rank) + " failed: " + why);
     } catch (...) {
-      shm_unlink_quietly(name);
-      throw;
     }
-    shm_unlink_quietly(name);
-    return make_shm_transport(std::move(seg), me, world, ring_bytes);
   }
 
-  void publish(const std::string& key, const std::string& value) { store_.set(prefix_ + key, value); }
-
-  std::string fetch(const std::string& key) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - net::Clock::now());
-    TORCH_CHECK_WITH(DistBackendError, left.count() > 0 && store_.wait(prefix_ + key, left),
-                     "npusim: rank ", config_.rank, " timed out after ", config_.timeout.count(),
-                     " ms waiting for '", key, "' from the other ranks (did every rank join the group?)");
-    return store_.get(prefix_ + key);
-  }
-
-  Hello hello(Channel ch) const {
-    Hello h{};
-    h.magic = kHelloMagic;
-    h.version = kWireVersion;
-    h.channel = ch;
-    h.rank = config_.rank;
-    h.world = config_.world;
-    h.generation = generation_;
-    std::memcpy(h.secret, secret_, kSecretBytes);
-    return h;
-  }
-
-  int dial(const std::string& host, int port, Channel ch, int peer) {
-    int fd = net::connect_to(host, port, deadline_);
-    net::tune_for_bulk(fd);
-    Hello h = hello(ch);
-    HelloAck ack{};
-    if (!net::send_all(fd, &h, sizeof(h), deadline_) || !net::recv_all(fd, &ack, sizeof(ack), deadline_) ||
-        ack.magic != kHelloMagic || ack.status != 0) {
-      close(fd);
+  // Store calls, with the likely cause when the store itself is gone.
+  template <typename F>
+  auto via_store(F&& call) -> decltype(call()) {
+    try {
+      return call();
+    } catch (const c10::DistNetworkError& e) {
       C10_THROW_ERROR(DistNetworkError, "npusim: rank " + std::to_string(config_.rank) +
-                                            " could not complete the handshake with rank " + std::to_string(peer));
+                                            " lost the rendezvous store while the group was being created (did the "
+                                            "process hosting it exit?): " + e.what_without_backtrace());
     }
-    return fd;
   }
 
-  // Validates a connecting peer: it must know the group secret and be an expected rank.
-  bool admit(int fd, int channels, std::vector<std::vector<int>>& fds) {
-    Hello h{};
-    auto quick = std::min(deadline_, net::Clock::now() + std::chrono::seconds(10));
-    bool ok = net::recv_all(fd, &h, sizeof(h), quick) && h.magic == kHelloMagic &&
-              h.version == kWireVersion && h.world == config_.world && h.generation == generation_ &&
-              h.rank > config_.rank && h.rank < config_.world && h.channel < channels &&
-              equal_constant_time(h.secret, secret_, kSecretBytes) && fds[h.rank][h.channel] < 0;
-    if (!ok) {
-      close(fd);  // not a member of this group: ignore it and keep waiting for real peers
-      return false;
+  void publish(const std::string& key, const std::string& value) {
+    via_store([&] { store_.set(prefix_ + key, value); });
+  }
+
+  std::string fetch(const std::string& key, const std::string& what) {
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - net::Clock::now());
+      TORCH_CHECK_WITH(DistBackendError, left.count() > 0, "npusim: rank ", config_.rank, " timed out after ",
+                       config_.timeout.count(), " ms waiting for ", what,
+                       " (did every rank call init_process_group with the same world size?)");
+      if (via_store([&] { return store_.wait(prefix_ + key, std::min(left, kSlice)); }))
+        return via_store([&] { return store_.get(prefix_ + key); });
+      watch();
     }
-    HelloAck ack{kHelloMagic, 0};
-    if (!net::send_all(fd, &ack, sizeof(ack), quick)) {
-      close(fd);
-      return false;
-    }
-    net::tune_for_bulk(fd);
-    fds[h.rank][h.channel] = fd;
-    return true;
   }
 
   const KeyValueStore& store_;
@@ -253,7 +308,15 @@ class Joiner {
   const net::Clock::time_point deadline_;
   uint64_t generation_ = 0;
   std::string prefix_;
-  uint8_t secret_[kSecretBytes] = {0};
+  LocalSettings settings_;
+  Secret secret_{};
+  std::vector<std::optional<JoinRecord>> records_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::vector<int> control_;
+  std::vector<std::vector<int>> data_;
+  std::string propagated_;
+  bool everyone_knows_ = false;
 };
 
 }  // namespace

@@ -20,13 +20,16 @@ struct KeyValueStore {
   std::function<bool(const std::string&, std::chrono::milliseconds)> wait;
 };
 
-// Environment:
+// Environment (checked on every rank; a bad value fails every rank at once, named):
 //   NPUSIM_TRANSPORT      auto (default: shared memory when all ranks share a host, else
 //                         TCP), shm, or tcp. Rank 0's setting decides for the group.
-//   NPUSIM_SOCKET_ADDR    address this rank listens on and advertises (multi-host).
-//   NPUSIM_SHM_RING_BYTES capacity of each shared-memory stream (default 1 MiB).
+//   NPUSIM_SOCKET_ADDR    the only address this rank listens on, and advertises
+//                         (default 127.0.0.1 on one host; else the route to MASTER_ADDR
+//                         or the host name's address).
+//   NPUSIM_SHM_RING_BYTES capacity of each shared-memory stream (default 1 MiB; 4 KiB to
+//                         1 GiB, a multiple of 64; same on every rank).
 //   NPUSIM_PEER_TIMEOUT   seconds of silence after which a peer is declared hung
-//                         (default 0: only the group timeout applies).
+//                         (default 0: only the group timeout applies; else 1 to 86400).
 std::unique_ptr<Communicator> rendezvous(const KeyValueStore& store, const GroupConfig& config);
 
 }  // namespace torch_npu_sim::dist

@@ -9,14 +9,19 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
-#include <sys/random.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+
+#include "distributed/Handshake.h"
+#include "distributed/JoinInfo.h"
 
 namespace torch_npu_sim::dist {
 namespace {
@@ -150,22 +155,44 @@ class ShmTransport final : public Transport {
   char* rings_;
 };
 
-std::string random_name() {
+constexpr const char* kPrefix = "npusim-";
+
+// "/npusim-<pid namespace>-<pid>-<start time>-<128 random bits>": unguessable, and it
+// names its creator, so a segment whose creator died before unlinking it (SIGKILL between
+// creation and the moment all ranks have mapped it) can be recognised and removed.
+std::string tagged_name() {
+  ProcessTag me = this_process();
   unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    TORCH_CHECK(r > 0 || errno == EINTR, "npusim: getrandom failed: ", std::strerror(errno));
-    if (r > 0) got += r;
-  }
+  random_bytes(bytes, sizeof(bytes));
   static const char* hex = "0123456789abcdef";
-  std::string name = "/npusim-";
-  for (unsigned char b : bytes) {
-    name += hex[b >> 4];
-    name += hex[b & 15];
-  }
+  std::string name = "/" + std::string(kPrefix) + std::to_string(me.ns) + "-" + std::to_string(me.pid) + "-" +
+                     std::to_string(me.start_time) + "-";
+  for (unsigned char b : bytes) (name += hex[b >> 4]) += hex[b & 15];
   return name;
 }
+
+// Removes this user's segments whose creator (in this pid namespace) is gone. Segments
+// of live processes, other users, other pid namespaces or unknown names are left alone.
+void sweep_orphans() {
+  ProcessTag me = this_process();
+  DIR* dir = opendir("/dev/shm");
+  if (!dir) return;
+  while (dirent* e = readdir(dir)) {
+    unsigned long long ns = 0, start = 0;
+    long long pid = 0;
+    int used = 0;
+    if (std::strncmp(e->d_name, kPrefix, std::strlen(kPrefix)) != 0 ||
+        std::sscanf(e->d_name + std::strlen(kPrefix), "%llu-%lld-%llu-%*32[0-9a-f]%n", &ns, &pid, &start, &used) != 3 ||
+        e->d_name[std::strlen(kPrefix) + used] != '\0' || ns != me.ns || !process_gone(pid, start))
+      continue;
+    struct stat st {};
+    std::string path = std::string("/dev/shm/") + e->d_name;
+    if (stat(path.c_str(), &st) == 0 && st.st_uid == geteuid()) shm_unlink(("/" + std::string(e->d_name)).c_str());
+  }
+  closedir(dir);
+}
+
+std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
 
 void* map_fd(int fd, size_t bytes, const std::string& name) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -182,21 +209,38 @@ ShmSegment::~ShmSegment() {
 }
 
 size_t shm_segment_bytes(int world, size_t ring_bytes) {
-  return header_bytes(world) + static_cast<size_t>(world) * world * kLanes * ring_stride(ring_bytes);
+  size_t rings = 0, total = 0;
+  bool overflow = __builtin_mul_overflow(static_cast<size_t>(world) * world * kLanes, ring_stride(ring_bytes), &rings) ||
+                  __builtin_add_overflow(rings, header_bytes(world), &total) || total > (size_t(1) << 62);
+  TORCH_CHECK(!overflow, "npusim: ", world, " ranks with ", ring_bytes, "-byte rings need more shared memory than ",
+              "can exist; lower NPUSIM_SHM_RING_BYTES or use NPUSIM_TRANSPORT=tcp");
+  return total;
 }
 
 std::unique_ptr<ShmSegment> shm_create(int world, size_t ring_bytes) {
+  sweep_orphans();
   auto seg = std::make_unique<ShmSegment>();
-  seg->name = random_name();
+  seg->name = tagged_name();
   seg->bytes = shm_segment_bytes(world, ring_bytes);
   int fd = shm_open(seg->name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   TORCH_CHECK(fd >= 0, "npusim: cannot create shared memory ", seg->name, ": ", std::strerror(errno));
-  if (ftruncate(fd, static_cast<off_t>(seg->bytes)) != 0) {
-    int err = errno;
+  // Reserve every page now: a /dev/shm too small fails here, clearly, instead of with a
+  // SIGBUS in the middle of a collective when a ring first reaches an unbacked page.
+  int err;
+  do {
+    err = posix_fallocate(fd, 0, static_cast<off_t>(seg->bytes));
+  } while (err == EINTR);
+  if (err != 0) {
     close(fd);
     shm_unlink(seg->name.c_str());
-    TORCH_CHECK(false, "npusim: cannot size shared memory ", seg->name, " to ", seg->bytes,
-                " bytes: ", std::strerror(err));
+    struct statvfs fs {};
+    std::string free_space = statvfs("/dev/shm", &fs) == 0 ? mib(uint64_t(fs.f_bavail) * fs.f_frsize) : "unknown";
+    TORCH_CHECK(err != ENOSPC && err != EFBIG,
+                "npusim: /dev/shm is too small for the shared-memory transport: ", world, " ranks with ",
+                "NPUSIM_SHM_RING_BYTES=", ring_bytes, " need ", mib(seg->bytes), ", ", free_space,
+                " free; enlarge /dev/shm (e.g. docker --shm-size), lower NPUSIM_SHM_RING_BYTES or set ",
+                "NPUSIM_TRANSPORT=tcp");
+    TORCH_CHECK(false, "npusim: cannot reserve ", seg->bytes, " bytes of shared memory: ", std::strerror(err));
   }
   try {
     seg->base = map_fd(fd, seg->bytes, seg->name);
@@ -213,8 +257,9 @@ std::unique_ptr<ShmSegment> shm_create(int world, size_t ring_bytes) {
 }
 
 std::unique_ptr<ShmSegment> shm_open_existing(const std::string& name, int world, size_t ring_bytes) {
-  TORCH_CHECK(name.rfind("/npusim-", 0) == 0 && name.size() < 64 && name.find('/', 1) == std::string::npos,
-              "npusim: refusing shared-memory name '", name, "' from the store");
+  TORCH_CHECK(name.rfind(std::string("/") + kPrefix, 0) == 0 && name.size() < 128 &&
+                  name.find('/', 1) == std::string::npos,
+              "npusim: refusing shared-memory name '", name, "'");
   int fd = shm_open(name.c_str(), O_RDWR, 0);
   TORCH_CHECK(fd >= 0, "npusim: cannot open shared memory ", name, ": ", std::strerror(errno));
   struct stat st {};
