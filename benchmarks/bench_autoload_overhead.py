@@ -6,12 +6,13 @@ ops, a 512x512 matmul, an MLP training step -- in two interpreters side by side,
 TORCH_DEVICE_BACKEND_AUTOLOAD=0 (npusim not loaded) and one with =1 (loaded), and reports
 the median time of each workload and the ratio (goal: within 2%).
 
-    python benchmarks/bench_autoload_overhead.py [--rounds 3] [--bursts 25] [--threads 1]
+    python benchmarks/bench_autoload_overhead.py [--rounds 10] [--bursts 8] [--threads 1]
 
 The two interpreters take turns in short bursts (~50 ms each, the order alternating), so
 that both see the same load from the rest of the machine; each pair of bursts gives one
 ratio, and the ratio reported is the median over all pairs of all rounds (a round starts a
-fresh pair of interpreters). Time is the thread's CPU time, which a busy machine inflates
+fresh pair of interpreters: two processes running the same code can differ by a few percent
+through memory layout alone, so many rounds matter more than many bursts). Time is the thread's CPU time, which a busy machine inflates
 less than wall-clock time (the goal is judged on it); wall-clock ratios are shown beside.
 """
 import argparse
@@ -102,8 +103,8 @@ def startup_seconds(autoload: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="fresh pairs of interpreters")
-    parser.add_argument("--bursts", type=int, default=25, help="timed burst pairs per workload per round")
+    parser.add_argument("--rounds", type=int, default=10, help="fresh pairs of interpreters")
+    parser.add_argument("--bursts", type=int, default=8, help="timed burst pairs per workload per round")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in the program")
     args = parser.parse_args()
 
