@@ -1,5 +1,7 @@
 #include "distributed/ProcessGroupNpuSim.h"
 
+#include <Python.h>
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -14,6 +16,16 @@ namespace torch_npu_sim::dist {
 namespace {
 
 constexpr int kAnySource = -1;  // a receive's peer when it takes the first matching message
+
+struct ReleaseGilIfHeld {
+  PyThreadState* state = nullptr;
+  ReleaseGilIfHeld() {
+    if (Py_IsInitialized() && PyGILState_Check()) state = PyEval_SaveThread();
+  }
+  ~ReleaseGilIfHeld() {
+    if (state) PyEval_RestoreThread(state);
+  }
+};
 
 // Live groups of this process, so that an exiting process can say goodbye at once.
 std::mutex live_groups_mutex;
@@ -121,7 +133,12 @@ void ProcessGroupNpuSim::stop_worker(bool drain) {
   if (!drain) comm_->health().abort("the process group was destroyed");
   cv_.notify_all();
   comm_->transport().interrupt();
-  if (worker_.joinable()) worker_.join();
+  if (worker_.joinable()) {
+    // Dropped from Python (`del pg`), this runs with the GIL held, while the worker may
+    // need the GIL to free the last reference of a tensor Python knows: let go of it.
+    ReleaseGilIfHeld no_gil;
+    worker_.join();
+  }
   if (comm_->p2p_pending()) {
     try {
       C10_THROW_ERROR(DistBackendError, "npusim: the process group was destroyed before this send/recv completed");

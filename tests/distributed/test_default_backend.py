@@ -16,6 +16,9 @@ ddp = torch.nn.parallel.DistributedDataParallel(model)
 x = torch.full((3, 4), float(RANK + 1), device=dev)
 ddp(x).sum().backward()
 report(grad=model.weight.grad.cpu().tolist())
+c = torch.ones(2)
+dist.all_reduce(c)  # CPU tensors too
+report(cpu=c.tolist())
 sub = dist.new_group([0, 1])
 t = torch.ones(2, device=dev)
 dist.all_reduce(t, group=sub)
@@ -30,6 +33,7 @@ def test_bare_init_process_group_then_ddp():
     for o in outcomes:
         assert o.result("backend_of_npusim") == "ProcessGroupNpuSim", describe(outcomes)
         assert o.result("sub") == [2.0, 2.0]
+        assert o.result("cpu") == [2.0, 2.0]
     # DDP averaged the gradients: both ranks hold the mean of x's rows (1 and 2) per weight
     for o in outcomes:
         torch.testing.assert_close(torch.tensor(o.result("grad")), torch.full((2, 4), 4.5))

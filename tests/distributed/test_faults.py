@@ -231,7 +231,11 @@ else:
 def test_monitored_barrier_names_the_missing_rank():
     outcomes = launch(MONITORED, 3, timeout=60)
     assert_clean(outcomes)
-    for o in outcomes[:2]:
-        assert o.result("error") == "DistBackendError"
-        assert "rank 2" in o.result("message"), o.result("message")
+    # gloo's protocol: rank 0 names the missing rank; rank 1 hears of rank 0's failure
+    r0, r1 = outcomes[0], outcomes[1]
+    assert r0.result("error") == "RuntimeError", describe(outcomes)
+    assert "Rank 2 failed to pass monitoredBarrier in 1000 ms" in r0.result("message"), r0.result("message")
+    assert r1.result("error") == "RuntimeError", describe(outcomes)
+    assert "Rank 1 successfully reached monitoredBarrier" in r1.result("message"), r1.result("message")
+    for o in (r0, r1):
         assert o.result("after") < 3

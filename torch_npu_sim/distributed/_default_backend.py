@@ -3,9 +3,10 @@
 torch 2.13 maps an unnamed backend to the accelerator's backend ("npusim" here) but marks
 the group's *default* backend as gloo unless nccl is among its backends; no gloo backend
 exists in that group, so everything that asks for the default backend (DDP's logger,
-``ProcessGroup.name()``) fails with "Could not find backend type 1 ... gloo". The fix marks
-the npusim backend (c10d type CUSTOM) as the default instead, right after torch created the
-group. It wraps a private torch function, so it is applied only on the torch versions it
+``ProcessGroup.name()``) fails with "Could not find backend type 1 ... gloo", and CPU tensors
+find no backend. The fix marks the npusim backend (c10d type CUSTOM) as the default and as
+the CPU tensors' backend (it serves both, as ``init_process_group("npusim")`` gives), right
+after torch created the group. It wraps a private torch function, so it is applied only on the torch versions it
 was written against (tests/distributed/test_default_backend.py fails loudly otherwise).
 """
 import functools
@@ -43,6 +44,9 @@ def install() -> bool:
         if (str(backend) == c10d.Backend.UNDEFINED and isinstance(pg, c10d.ProcessGroup)
                 and torch._C._get_accelerator().type == "npusim"):
             pg._set_default_backend(c10d.ProcessGroup.BackendType.CUSTOM)
+            # the npusim backend serves CPU tensors too (as the "npusim" backend name does)
+            backend_impl = pg._get_backend(torch.device("npusim"))
+            pg._register_backend(torch.device("cpu"), c10d.ProcessGroup.BackendType.CUSTOM, backend_impl)
         return pg, store
 
     new_process_group_helper._npusim_default_backend = True
