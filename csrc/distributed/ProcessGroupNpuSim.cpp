@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <mutex>
+#include <thread>
 #include <set>
 
 #include "distributed/ArgumentChecks.h"
@@ -67,11 +68,17 @@ ProcessGroupNpuSim::ProcessGroupNpuSim(const c10::intrusive_ptr<c10d::Store>& st
   };
   kv.add = [store](const std::string& k, int64_t v) { return store->add(k, v); };
   kv.wait = [store](const std::string& k, std::chrono::milliseconds t) {
-    try {
-      store->wait({k}, t);
-      return true;
-    } catch (const c10::DistStoreError&) {
-      return false;  // timed out; a broken store (DistNetworkError) propagates as is
+    // Polls with check(): the store's own wait() logs a warning each time a short wait
+    // expires, and the rendezvous waits in short slices. A broken store (DistNetworkError)
+    // propagates as is.
+    auto deadline = std::chrono::steady_clock::now() + t;
+    auto pause = std::chrono::milliseconds(1);
+    for (;;) {
+      if (store->check({k})) return true;
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return false;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+      pause = std::min(pause * 2, std::chrono::milliseconds(20));
     }
   };
   GroupConfig config;
