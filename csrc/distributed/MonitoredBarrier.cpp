@@ -9,6 +9,7 @@
 
 #include <sstream>
 
+#include "distributed/ErrorMessage.h"
 #include "distributed/ProcessGroupNpuSim.h"
 
 namespace torch_npu_sim::dist {
@@ -16,11 +17,6 @@ namespace {
 
 // Tags of monitored_barrier's messages (two per call): far above the tags programs use.
 constexpr int kMonitoredBarrierTag = 0x6D620000;
-
-std::string what_of(const std::exception& e) {
-  if (auto* err = dynamic_cast<const c10::Error*>(&e)) return err->what_without_backtrace();
-  return e.what();
-}
 
 }  // namespace
 
@@ -38,7 +34,7 @@ void ProcessGroupNpuSim::monitoredBarrier(const c10d::BarrierOptions& opts, bool
       recv(release, 0, release_tag)->wait();
       if (token.item<int64_t>() < 0) error = "rank 0 failed the barrier (its error names the ranks that did not arrive)";
     } catch (const std::exception& e) {
-      error = what_of(e);
+      error = message_of(e);
     }
     TORCH_CHECK(error.empty(), "Rank ", rank_,
                 " successfully reached monitoredBarrier, but received errors while waiting for send/recv from rank 0. "
@@ -65,7 +61,7 @@ void ProcessGroupNpuSim::monitoredBarrier(const c10d::BarrierOptions& opts, bool
     try {
       arrivals[peer] = recv(t, peer, arrive_tag);
     } catch (const std::exception& e) {
-      post_errors[peer] = what_of(e);
+      post_errors[peer] = message_of(e);
     }
   }
   std::vector<int> passed, failed;
@@ -94,7 +90,7 @@ void ProcessGroupNpuSim::monitoredBarrier(const c10d::BarrierOptions& opts, bool
         passed.push_back(peer);
         continue;
       } catch (const std::exception& e) {
-        error = what_of(e);
+        error = message_of(e);
       }
     }
     if (wait_all_ranks) {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "distributed/ArgumentChecks.h"
+#include "distributed/ErrorMessage.h"
 #include "distributed/Rendezvous.h"
 #include "distributed/Staging.h"
 
@@ -33,18 +34,6 @@ std::mutex live_groups_mutex;
 std::set<ProcessGroupNpuSim*>& live_groups() {
   static auto* groups = new std::set<ProcessGroupNpuSim*>();  // never destroyed: used at exit
   return *groups;
-}
-
-std::string message_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const c10::Error& err) {
-    return err.what_without_backtrace();
-  } catch (const std::exception& err) {
-    return err.what();
-  } catch (...) {
-    return "unknown error";
-  }
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 #include "distributed/Handshake.h"
 #include "distributed/JoinInfo.h"
+#include "distributed/ErrorMessage.h"
 #include "distributed/Socket.h"
 
 namespace torch_npu_sim::dist {
@@ -37,11 +38,6 @@ std::string to_hex(const uint8_t* p, size_t n) {
   std::string s;
   for (size_t i = 0; i < n; ++i) (s += hex[p[i] >> 4]) += hex[p[i] & 15];
   return s;
-}
-
-std::string message_of(const std::exception& e) {
-  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
-  return e.what();
 }
 
 // Thrown when another rank's reported failure ends this rank's join (not re-reported).
