@@ -1,5 +1,5 @@
 // The npusim allocators as c10 sees them: the caching DeviceAllocator (over the block
-// caches of BlockCache.cpp), the CPU-allocator router and pinned host memory.
+// caches of BlockCache.cpp) and the CPU-allocator router. Pinned host memory: HostAllocator.cpp.
 #include "core/Allocator.h"
 
 #include <algorithm>
@@ -49,28 +49,6 @@ class CpuAllocatorRouter final : public c10::Allocator {
   }
   friend void torch_npu_sim::install_cpu_allocator_router();
   c10::Allocator* cpu_;
-};
-
-// ---- pinned host memory ----------------------------------------------------------------
-
-class HostAllocator final : public c10::Allocator {
- public:
-  c10::DataPtr allocate(size_t nbytes) override {
-    void* ptr = nullptr;
-    if (nbytes) {
-      npusimError_t err = npusimHostAlloc(&ptr, nbytes);
-      TORCH_CHECK_WITH(OutOfMemoryError, err == npusimSuccess,
-                       "npusim: could not allocate ", format_size(nbytes), " of pinned host memory");
-    }
-    return c10::DataPtr(ptr, ptr, &host_free, c10::Device(c10::kCPU));
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &host_free; }
-  void copy_data(void* dst, const void* src, std::size_t count) const override {
-    std::memcpy(dst, src, count);
-  }
-
- private:
-  static void host_free(void* ptr) { (void)npusimFreeHost(ptr); }
 };
 
 }  // namespace
@@ -143,16 +121,6 @@ void install_cpu_allocator_router() {
     static CpuAllocatorRouter router(cpu);
     c10::SetCPUAllocator(&router, /*priority=*/1);
   });
-}
-
-c10::Allocator* host_allocator() {
-  static HostAllocator allocator;
-  return &allocator;
-}
-
-bool is_pinned_ptr(const void* ptr) {
-  npusimPointerAttributes attr;
-  return npusimPointerGetAttributes(&attr, ptr) == npusimSuccess && attr.type == npusimMemoryTypeHost;
 }
 
 }  // namespace torch_npu_sim
