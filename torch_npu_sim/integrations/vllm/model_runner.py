@@ -1,0 +1,86 @@
+"""NpuSimModelRunner: vLLM's model runner with its device side on npusim.
+
+vLLM's CPU runner aliases every device-side buffer (`CpuGpuBuffer.gpu`) to its host copy,
+replaces streams and events with placeholders and turns `torch.accelerator.synchronize`
+into a no-op, all because the CPU has no device. npusim is one: the runner here keeps the
+GPU runner's layout (pinned host buffers, device buffers, copies between them) and its
+async-scheduling machinery, whose `torch.cuda` stream and event calls are served by npusim
+streams and events (see `_CudaAsNpusim`).
+"""
+from __future__ import annotations
+
+import types
+
+import torch
+import vllm.v1.worker.gpu_model_runner as gpu_model_runner
+from vllm.v1.worker.cpu_model_runner import CPUModelRunner
+from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+
+def _event(*args, **kwargs):
+    return torch.npusim.Event(*args, **kwargs)
+
+
+class _CudaAsNpusim:
+    """The `torch.cuda` that vLLM's GPU model runner module sees: streams and events are
+    npusim's. Anything not mapped is the real `torch.cuda` (e.g. its exception types)."""
+
+    Stream = torch.npusim.Stream
+    Event = staticmethod(_event)
+
+    @staticmethod
+    def current_stream(device=None):
+        return torch.npusim.current_stream(device)
+
+    @staticmethod
+    def default_stream(device=None):
+        return torch.npusim.default_stream(device)
+
+    @staticmethod
+    def stream(stream):
+        return torch.npusim.stream(stream)
+
+    @staticmethod
+    def set_stream(stream):
+        return torch.npusim.set_stream(stream)
+
+    @staticmethod
+    def synchronize(device=None):
+        return torch.npusim.synchronize(device)
+
+    def __getattr__(self, name):
+        return getattr(torch.cuda, name)
+
+
+class _TorchSeenByRunner(types.ModuleType):
+    """`torch` as the GPU model runner module sees it: everything is torch's own except
+    `torch.cuda`. Scoped to that one module, so user code in the same process keeps the
+    real `torch.cuda`."""
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+        self.cuda = _CudaAsNpusim()
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def _route_runner_cuda_calls_to_npusim() -> None:
+    if not isinstance(gpu_model_runner.torch, _TorchSeenByRunner):
+        gpu_model_runner.torch = _TorchSeenByRunner()
+
+
+class NpuSimModelRunner(CPUModelRunner):
+    def __init__(self, vllm_config, device: torch.device):
+        if device.type != "npusim":
+            raise ValueError(f"NpuSimModelRunner runs on an npusim device, not {device}")
+        _route_runner_cuda_calls_to_npusim()
+        # the GPU runner's constructor, not the CPU one's (which aliases device buffers to host)
+        GPUModelRunner.__init__(self, vllm_config, device)
+        self.use_cuda_graph = False
+
+    def _sync_device(self) -> None:
+        torch.npusim.synchronize(self.device)
+
+    def _to_list(self, sampled_token_ids: torch.Tensor) -> list[list[int]]:
+        return GPUModelRunner._to_list(self, sampled_token_ids)

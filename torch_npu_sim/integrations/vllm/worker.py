@@ -1,0 +1,69 @@
+"""NpuSimWorker: one vLLM worker per rank, on `npusim:<local_rank>`.
+
+vLLM's CPU worker is the base (its kernels are the ones npusim runs), less what assumes
+the CPU device: it sizes the KV cache against the host's RAM and builds its runner on
+"cpu". Here the device is set before the distributed init (so the npusim backend binds
+to it), and memory budgets are the device's capacity and statistics.
+"""
+from __future__ import annotations
+
+import torch
+from vllm.logger import init_logger
+from vllm.platforms import current_platform
+from vllm.utils.mem_utils import format_gib
+from vllm.utils.torch_utils import set_random_seed
+from vllm.v1.worker.cpu_worker import CPUWorker
+from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
+
+from .model_runner import NpuSimModelRunner
+
+logger = init_logger(__name__)
+
+
+class NpuSimWorker(CPUWorker):
+    def __init__(self, vllm_config, local_rank: int, rank: int, distributed_init_method: str,
+                 is_driver_worker: bool = False):
+        # skips CPUWorker.__init__, which binds and budgets host memory nodes
+        Worker.__init__(self, vllm_config, local_rank, rank, distributed_init_method,
+                        is_driver_worker=is_driver_worker)
+        self.parallel_config.disable_custom_all_reduce = True
+
+    def init_device(self) -> None:
+        count = torch.npusim.device_count()
+        if self.local_rank >= count:
+            raise RuntimeError(f"vLLM worker with local rank {self.local_rank} needs npusim:{self.local_rank}, "
+                               f"but there are {count} npusim devices (set NPUSIM_DEVICE_COUNT)")
+        self.device = torch.device("npusim", self.local_rank)
+        torch.npusim.set_device(self.device)
+        current_platform.check_if_supports_dtype(self.model_config.dtype)
+        init_worker_distributed_environment(self.vllm_config, self.rank, self.distributed_init_method,
+                                            self.local_rank, current_platform.dist_backend)
+        set_random_seed(self.model_config.seed)
+        self.model_runner = NpuSimModelRunner(self.vllm_config, self.device)
+
+    def determine_available_memory(self) -> int:
+        """KV-cache bytes: `kv_cache_memory_bytes` if given (checked against the device's
+        free memory), else `gpu_memory_utilization` x capacity less what is allocated."""
+        if self._should_warm_up_model():
+            self.model_runner.warming_up_model()
+        torch.npusim.synchronize(self.device)
+        free, total = torch.npusim.mem_get_info(self.device)
+        explicit = self.cache_config.kv_cache_memory_bytes
+        if explicit is not None:
+            if explicit > free:
+                raise ValueError(f"kv_cache_memory_bytes ({format_gib(explicit)} GiB) is more than {self.device} "
+                                 f"has free ({format_gib(free)} of {format_gib(total)} GiB)")
+            logger.info("KV cache: %s GiB on %s, as requested", format_gib(explicit), self.device)
+            return explicit
+        budget = int(total * self.cache_config.gpu_memory_utilization)
+        used = torch.npusim.memory_reserved(self.device)
+        available = min(budget - used, free)
+        if available <= 0:
+            raise ValueError(
+                f"no memory left for the KV cache on {self.device}: gpu_memory_utilization "
+                f"{self.cache_config.gpu_memory_utilization} of {format_gib(total)} GiB is {format_gib(budget)} GiB, "
+                f"and {format_gib(used)} GiB are already reserved (weights, activations). Raise "
+                f"gpu_memory_utilization or NPUSIM_DEVICE_MEMORY, or set kv_cache_memory_bytes")
+        logger.info("KV cache: %s GiB on %s (%.2f x %s GiB capacity, %s GiB in use)", format_gib(available),
+                    self.device, self.cache_config.gpu_memory_utilization, format_gib(total), format_gib(used))
+        return available
