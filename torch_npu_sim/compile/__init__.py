@@ -27,12 +27,17 @@ _DYNAMO_DEVICE_INTERFACE = "torch._dynamo.device_interface"
 # every Inductor compilation imports compile_fx first; once it is loaded, importing
 # Inductor's codegen modules is no longer circular
 _INDUCTOR_COMPILE_FX = "torch._inductor.compile_fx"
+# FlexAttention's front end and its HOP (flex_attention.py), patched once torch loads them
+_FLEX_FRONT_END = "torch.nn.attention.flex_attention"
+_FLEX_HOP = "torch._higher_order_ops.flex_attention"
 
 
 def register() -> None:
     """Register the device with Dynamo and Inductor, now or when Torch imports them."""
     _after_import(_DYNAMO_DEVICE_INTERFACE, _register_device_interface)
     _after_import(_INDUCTOR_COMPILE_FX, _register_inductor)
+    _after_import(_FLEX_FRONT_END, _install_flex_front_end)
+    _after_import(_FLEX_HOP, _install_flex_autograd)
 
 
 def register_now() -> None:
@@ -76,6 +81,18 @@ def _register_inductor(_module) -> None:
     from .inductor import register as register_inductor
 
     register_inductor()
+
+
+def _install_flex_front_end(_module) -> None:
+    from .flex_attention import install_front_end
+
+    install_front_end()
+
+
+def _install_flex_autograd(_module) -> None:
+    from .flex_attention import install_autograd
+
+    install_autograd()
 
 
 # --- run code right after a module is imported --------------------------------------

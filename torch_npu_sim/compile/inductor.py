@@ -7,6 +7,9 @@ from CPU is the wrapper: it allocates buffers from the npusim caching allocator 
 """
 from __future__ import annotations
 
+import functools
+import unittest.mock
+
 import torch
 from torch._inductor.codegen.common import (
     DeviceOpOverrides,
@@ -17,6 +20,9 @@ from torch._inductor.codegen.common import (
 from torch._inductor.codegen.cpp import CppScheduling
 from torch._inductor.codegen.wrapper import PythonWrapperCodegen, SubgraphPythonWrapperCodegen
 from torch._inductor.virtualized import V
+
+from .. import _private_torch
+from .flex_attention import install_lowering as _install_flex_lowering
 
 DEVICE_TYPE = "npusim"
 _CPU = torch.device("cpu")
@@ -102,13 +108,7 @@ class NpuSimWrapperCodegen(_NpuSimWrapperMixin, PythonWrapperCodegen):
         return NpuSimWrapperCodegen()
 
 
-# Versions whose scheduler was checked against the patch below.
-_SCHEDULER_PATCH_VERSIONS = ((2, 13),)
-
-
-def _torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
+_SCHEDULER_APIS = ("torch._inductor.scheduler:BaseSchedulerNode.is_cpu",)
 
 
 def _patch_scheduler_is_cpu() -> None:
@@ -124,11 +124,8 @@ def _patch_scheduler_is_cpu() -> None:
 
     if getattr(BaseSchedulerNode.is_cpu, "_npusim_patched", False):
         return
-    if _torch_version() not in _SCHEDULER_PATCH_VERSIONS:
-        raise RuntimeError(
-            f"npusim: Inductor support is verified on torch {_SCHEDULER_PATCH_VERSIONS} only, "
-            f"not {torch.__version__}; use torch.compile(backend='aot_eager') meanwhile"
-        )
+    _private_torch.require_checked_version(
+        _SCHEDULER_APIS, "Inductor on npusim is refused; use torch.compile(backend='aot_eager') meanwhile")
 
     def is_cpu(self) -> bool:
         device = self.get_device()
@@ -138,9 +135,50 @@ def _patch_scheduler_is_cpu() -> None:
     BaseSchedulerNode.is_cpu = is_cpu
 
 
+_CPP_TEMPLATE_APIS = ("torch._inductor.codegen.cpp_template:CppTemplate.generate",
+                      "torch._inductor.graph:GraphLowering")
+
+
+def _patch_cpp_template_generate() -> None:
+    """Let Inductor's C++ templates (flex attention, GEMM, ...) generate code for npusim.
+
+    ``CppTemplate.generate`` renders the kernel with the output's device as the current
+    device, and Inductor picks the backend of the code it generates (C++ or Triton, and
+    with it the dtype rules of indirect loads) from the current device type. For an npusim
+    output the kernel is a CPU kernel, so it renders with the CPU as the current device;
+    the output buffer keeps its npusim layout. (Rendering again at scheduling time runs
+    under ``NpuSimScheduling.codegen_template``, which does the same.)
+    """
+    from torch._inductor.codegen.cpp_template import CppTemplate
+
+    original = CppTemplate.generate
+    if getattr(original, "_npusim_patched", False):
+        return
+    _private_torch.require_checked_version(
+        _CPP_TEMPLATE_APIS, "Inductor's C++ templates (flex attention) are refused on npusim")
+
+    @functools.wraps(original)
+    def generate(self, **kwargs):
+        if self.layout.device.type != DEVICE_TYPE:
+            return original(self, **kwargs)
+        graph = V.graph
+        set_current_device = graph.set_current_device
+
+        def set_cpu_for_npusim(device):
+            return set_current_device(_CPU if device is not None and device.type == DEVICE_TYPE else device)
+
+        with unittest.mock.patch.object(graph, "set_current_device", set_cpu_for_npusim):
+            return original(self, **kwargs)
+
+    generate._npusim_patched = True
+    CppTemplate.generate = generate
+
+
 def register() -> None:
     _patch_scheduler_is_cpu()
+    _patch_cpp_template_generate()
     register_device_op_overrides(DEVICE_TYPE, NpuSimDeviceOpOverrides())
     if get_scheduling_for_device(DEVICE_TYPE) is not NpuSimScheduling:
         # No C++ wrapper (cpp_wrapper=True): its AOTI shims know CPU and CUDA memory only.
         register_backend_for_device(DEVICE_TYPE, NpuSimScheduling, NpuSimWrapperCodegen)
+    _install_flex_lowering()

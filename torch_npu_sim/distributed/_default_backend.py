@@ -11,17 +11,16 @@ was written against (tests/distributed/test_default_backend.py fails loudly othe
 """
 import functools
 import inspect
-import warnings
 
 import torch
 
-PATCHED_TORCH_VERSIONS = {(2, 13)}
+from .. import _private_torch
+
 _ATTRIBUTE = "_new_process_group_helper"
-
-
-def _torch_version() -> tuple:
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
+_APIS = ("torch.distributed.distributed_c10d:_new_process_group_helper",
+         "torch.distributed.distributed_c10d:ProcessGroup")
+PATCHED_TORCH_VERSIONS = set(_private_torch.api(_APIS[0]).versions)
+_torch_version = _private_torch.torch_version
 
 
 def install() -> bool:
@@ -31,9 +30,8 @@ def install() -> bool:
     original = getattr(c10d, _ATTRIBUTE, None)
     if original is None or getattr(original, "_npusim_default_backend", False):
         return original is not None
-    if _torch_version() not in PATCHED_TORCH_VERSIONS or "backend" not in inspect.signature(original).parameters:
-        warnings.warn(f"torch_npu_sim: init_process_group() without a backend is not fixed up for torch "
-                      f"{torch.__version__}; pass backend='npusim' for DDP", stacklevel=2)
+    if not _private_torch.patch_allowed(_APIS, "init_process_group() without a backend is not fixed up; "
+                                        "pass backend='npusim' for DDP"):
         return False
     signature = inspect.signature(original)
 

@@ -1,0 +1,260 @@
+"""Every private PyTorch API torch_npu_sim relies on, in one place.
+
+A private API (a name with a leading underscore, or anything under ``torch._dynamo``,
+``torch._inductor``, ``torch._higher_order_ops``, ...) may change in any torch release
+without notice. Each one the Python package touches is listed in :data:`APIS` with
+where it is used, why, and the torch versions it was checked against;
+``tests/device/test_private_torch_apis.py`` checks that each still exists with the
+expected shape (parameters, members) and fails naming the API when torch changes under
+it, and that no private use in the package is missing from this list.
+
+Code that *patches* torch (replaces or wraps a torch function) asks :func:`patch_allowed`
+or :func:`require_checked_version` first, so that on an unchecked torch it is skipped with a
+warning, or refused with an error naming the APIs, instead of misbehaving.
+
+The C++ extension's uses of private headers and symbols are listed in
+:data:`CPP_PRIVATE_USES` (checked only for presence in the installed headers).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+# torch (major, minor) versions the patches and uses below were checked against.
+CHECKED_VERSIONS: tuple[tuple[int, int], ...] = ((2, 13),)
+
+
+class PrivateTorchApiError(RuntimeError):
+    """A private torch API npusim relies on is missing or has another shape."""
+
+
+@dataclass(frozen=True)
+class PrivateApi:
+    name: str  # "module:attr.attr" ("module" alone for a module)
+    used_in: str  # file(s) of this package
+    why: str
+    params: tuple[str, ...] = ()  # parameters the callable must accept
+    members: tuple[str, ...] = ()  # attributes the object must have
+    patched: bool = False  # torch's object is replaced or wrapped, not just called
+    versions: tuple[tuple[int, int], ...] = CHECKED_VERSIONS
+
+    @property
+    def dotted(self) -> str:
+        return self.name.replace(":", ".")
+
+
+_INDUCTOR = "torch_npu_sim/compile/inductor.py"
+_FLEX = "torch_npu_sim/compile/flex_attention.py"
+_COMPILE = "torch_npu_sim/compile/__init__.py"
+_DEFAULT_BACKEND = "torch_npu_sim/distributed/_default_backend.py"
+_DIST = "torch_npu_sim/distributed/__init__.py"
+
+APIS: tuple[PrivateApi, ...] = (
+    # --- the package itself --------------------------------------------------------
+    PrivateApi("torch:_register_device_module", "torch_npu_sim/__init__.py",
+               "makes torch.npusim the device module (the PrivateUse1 registration step)",
+               params=("device_type", "module")),
+    PrivateApi("torch.autograd.variable:Variable._execution_engine", "torch_npu_sim/__init__.py",
+               "runs an empty backward at exit so autograd's device threads drop the last context",
+               members=("run_backward",)),
+    # --- torch.compile: Dynamo and Inductor registration ---------------------------
+    PrivateApi("torch._dynamo.device_interface:DeviceInterface", "torch_npu_sim/compile/device_interface.py",
+               "Dynamo's per-device runtime interface, subclassed for npusim",
+               members=("Worker", "current_device", "set_device", "get_raw_stream", "is_triton_capable")),
+    PrivateApi("torch._dynamo.device_interface:register_interface_for_device",
+               "torch_npu_sim/compile/device_interface.py", "registers the interface",
+               params=("device", "device_interface")),
+    PrivateApi("torch._inductor.compile_fx:compile_fx", _COMPILE, "the npusim dynamo backend runs Inductor",
+               params=("model_", "example_inputs_", "config_patches")),
+    PrivateApi("torch._inductor:list_mode_options", _COMPILE, "mode= of the npusim backend", params=("mode",)),
+    PrivateApi("torch._inductor:list_options", _COMPILE, "validates options= of the npusim backend"),
+    PrivateApi("torch._inductor.codegen.common:DeviceOpOverrides", _INDUCTOR,
+               "wrapper snippets for device and stream handling",
+               members=("import_get_raw_stream_as", "set_device", "synchronize", "device_guard")),
+    PrivateApi("torch._inductor.codegen.common:register_device_op_overrides", _INDUCTOR,
+               "registers the snippets", params=("device", "device_op_overrides")),
+    PrivateApi("torch._inductor.codegen.common:register_backend_for_device", _INDUCTOR,
+               "npusim uses C++ scheduling and its own Python wrapper",
+               params=("device", "device_scheduling", "device_wrapper_codegen")),
+    PrivateApi("torch._inductor.codegen.common:get_scheduling_for_device", _INDUCTOR,
+               "keeps registration idempotent", params=("device",)),
+    PrivateApi("torch._inductor.codegen.cpp:CppScheduling", _INDUCTOR,
+               "the C++ kernels run on npusim memory; code generation runs with a CPU current device",
+               members=("codegen_node", "codegen_template", "flush")),
+    PrivateApi("torch._inductor.codegen.wrapper:PythonWrapperCodegen", _INDUCTOR,
+               "buffers come from the npusim allocator; C++ kernels are called as on the CPU",
+               members=("write_header", "make_allocation", "_generate_kernel_call_helper",
+                        "codegen_python_shape_tuple")),
+    PrivateApi("torch._inductor.codegen.wrapper:PythonWrapperCodegen.make_allocation", _INDUCTOR,
+               "overridden with the same parameters",
+               params=("name", "device", "dtype", "shape", "stride", "allocation_shape", "is_pinned")),
+    PrivateApi("torch._inductor.codegen.wrapper:PythonWrapperCodegen._generate_kernel_call_helper", _INDUCTOR,
+               "overridden: npusim C++ kernels are called as CPU ones",
+               params=("kernel_name", "call_args", "device", "triton")),
+    PrivateApi("torch._inductor.codegen.wrapper:SubgraphPythonWrapperCodegen", _INDUCTOR,
+               "wrapper of subgraphs", params=("subgraph_name", "parent_wrapper", "partition_signatures")),
+    PrivateApi("torch._inductor.virtualized:V", _INDUCTOR, "V.graph: current device during codegen",
+               members=("graph",)),
+    PrivateApi("torch._inductor.graph:GraphLowering", _INDUCTOR, "what V.graph is",
+               members=("set_current_device", "get_current_device_or_throw")),
+    PrivateApi("torch._inductor.config:test_configs.track_memory_lifecycle", _INDUCTOR,
+               "leaves Inductor's memory-tracking allocations alone"),
+    PrivateApi("torch._inductor.scheduler:BaseSchedulerNode.is_cpu", _INDUCTOR,
+               "true for npusim nodes too: the scheduler keeps its CPU-only loop transformations off "
+               "the C++ backend", params=("self",), patched=True),
+    PrivateApi("torch._inductor.codegen.cpp_template:CppTemplate.generate", _INDUCTOR,
+               "wrapped: C++ templates render npusim kernels with the CPU as the current device",
+               params=("self",), patched=True),
+    # --- FlexAttention (eager front end, autograd, Inductor lowering) ---------------
+    PrivateApi("torch.nn.attention.flex_attention:_validate_device", _FLEX,
+               "the front end's device allow-list; npusim is accepted (the unfused path is device-generic)",
+               params=("query", "key", "value"), patched=True),
+    PrivateApi("torch._higher_order_ops.flex_attention:flex_attention", _FLEX,
+               "the HOP: an AutogradPrivateUse1 kernel is added for compiled training",
+               members=("py_impl", "py_kernels")),
+    PrivateApi("torch._C:DispatchKey.AutogradPrivateUse1", _FLEX, "the key of npusim's autograd kernel"),
+    PrivateApi("torch._higher_order_ops.flex_attention:flex_attention_autograd", _FLEX,
+               "torch's autograd kernel, which the npusim kernel defers to outside compiled training",
+               params=("query", "key", "value", "score_mod", "block_mask", "scale", "kernel_options",
+                       "score_mod_other_buffers", "mask_mod_other_buffers")),
+    PrivateApi("torch._higher_order_ops.flex_attention:sdpa_dense", _FLEX,
+               "the dense math traced for compiled training (there is no C++ backward template)",
+               params=("query", "key", "value", "score_mod", "block_mask", "scale", "kernel_options",
+                       "score_mod_other_buffers", "mask_mod_other_buffers")),
+    PrivateApi("torch._dynamo._trace_wrapped_higher_order_op:TransformGetItemToIndex", _FLEX,
+               "the context torch's own autograd kernel runs the score_mod in"),
+    PrivateApi("torch._subclasses.fake_tensor:is_fake", _FLEX, "tells compile-time tracing from eager",
+               params=("x",)),
+    PrivateApi("torch._inductor.lowering:lowerings", _FLEX,
+               "the flex_attention lowering is wrapped: npusim takes the C++ template", patched=True),
+    PrivateApi("torch._inductor.kernel.flex.flex_cpu:lower_cpu", _FLEX, "Inductor's C++ flex attention template",
+               params=("query", "key", "value", "subgraph", "block_mask", "scale", "kernel_options",
+                       "score_mod_other_buffers", "mask_mod_other_buffers")),
+    # --- distributed ---------------------------------------------------------------
+    PrivateApi("torch._C:_get_accelerator", _DEFAULT_BACKEND, "is npusim the accelerator"),
+    PrivateApi("torch.distributed.distributed_c10d:_new_process_group_helper", _DEFAULT_BACKEND,
+               "wrapped: a bare init_process_group() makes npusim the group's default backend",
+               params=("backend",), patched=True),
+    PrivateApi("torch.distributed.distributed_c10d:ProcessGroup", _DEFAULT_BACKEND,
+               "default backend and CPU backend of a group",
+               members=("_set_default_backend", "_get_backend", "_register_backend", "BackendType")),
+    PrivateApi("torch.distributed.distributed_c10d:ProcessGroup.BackendType.CUSTOM", _DEFAULT_BACKEND,
+               "the c10d type of a registered backend"),
+    PrivateApi("torch.distributed.distributed_c10d:_rank_not_in_group", _DIST, "monitored_barrier", params=("group",)),
+    PrivateApi("torch.distributed.distributed_c10d:_warn_not_in_group", _DIST, "monitored_barrier",
+               params=("op_name",)),
+    PrivateApi("torch.distributed.distributed_c10d:_get_default_group", _DIST, "monitored_barrier"),
+    PrivateApi("torch.distributed.distributed_c10d:_get_default_timeout", _DIST, "monitored_barrier",
+               params=("backend",)),
+    PrivateApi("torch.distributed.distributed_c10d:_check_valid_timeout", _DIST, "monitored_barrier",
+               params=("timeout",)),
+)
+
+# C++: private headers and symbols (listed, and checked for presence in the installed headers).
+CPP_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
+    ("torch/csrc/utils/pybind.h", "csrc/python/Module.cpp, csrc/distributed/Bindings.cpp", "pybind11 casters"),
+    ("torch/csrc/Generator.h", "csrc/python/Module.cpp", "THPGenerator for torch.npusim's default generators"),
+    ("torch/csrc/distributed/c10d/Backend.hpp", "csrc/distributed/ProcessGroupNpuSim.h", "c10d::Backend base"),
+    ("torch/csrc/distributed/c10d/Store.hpp", "csrc/distributed/ProcessGroupNpuSim.h, Bindings.cpp", "rendezvous"),
+    ("torch/csrc/distributed/c10d/Work.hpp", "csrc/distributed/NpuSimWork.h", "c10d::Work"),
+    ("torch/csrc/distributed/c10d/Types.hpp", "csrc/distributed/ArgumentChecks.h", "ReduceOp and options"),
+    ("torch/csrc/distributed/c10d/reducer_timer.hpp", "csrc/distributed/Bindings.cpp", "DDP's timer per device"),
+    ("torch/csrc/jit/serialization/pickler_helper.h", "csrc/core/TensorMetadata.cpp", "tensor metadata in torch.save"),
+    ("ATen/native/Resize.h", "csrc/aten/NativeOps.cpp", "resize_ and set_ helpers"),
+    ("ATen/native/BinaryOps.h", "csrc/aten/PointwiseOps.cpp",
+     "add/mul/div stubs; their CPU kernels are found with dlsym by mangled name"),
+    ("ATen/native/DispatchStub.h", "csrc/aten/Attention.cpp", "REGISTER_PRIVATEUSE1_DISPATCH"),
+    ("ATen/native/transformers/attention.h", "csrc/aten/Attention.cpp", "_fused_sdp_choice_stub"),
+    ("ATen/core/dispatch/Dispatcher.h", "csrc/aten/Fallback.cpp, DenseOnly.cpp, OpRouting.cpp",
+     "operator routing and the zero-copy fallback"),
+    ("ATen/core/dispatch/OperatorOptions.h", "csrc/aten/OpRouting.cpp", "operator routing"),
+    ("ATen/detail/PrivateUse1HooksInterface.h", "csrc/core/Hooks.cpp", "PrivateUse1 hooks"),
+    ("c10/core/impl/DeviceGuardImplInterface.h", "csrc/core/DeviceGuard.cpp", "device guard"),
+)
+
+_BY_NAME = {api.name: api for api in APIS}
+
+
+def torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def api(name: str) -> PrivateApi:
+    """The registry entry of `name`; a private use must be registered before it is used."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise PrivateTorchApiError(f"{name} is not listed in torch_npu_sim/_private_torch.py") from None
+
+
+def resolve(name: str):
+    """The object `name` ("module:attr.attr") designates; raises PrivateTorchApiError naming it."""
+    module_name, _, attrs = name.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as error:
+        raise PrivateTorchApiError(f"private torch API {name}: module {module_name} is gone ({error})") from error
+    for attr in attrs.split(".") if attrs else ():
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise PrivateTorchApiError(f"private torch API {name}: torch {torch.__version__} has no {attr}") from None
+    return obj
+
+
+def problems(entry: PrivateApi) -> list[str]:
+    """What is wrong with `entry` in the installed torch (empty when nothing is)."""
+    try:
+        obj = resolve(entry.name)
+    except PrivateTorchApiError as error:
+        return [str(error)]
+    found = []
+    if entry.params:
+        try:
+            parameters = inspect.signature(obj).parameters
+        except (TypeError, ValueError) as error:
+            return [f"{entry.name}: no inspectable signature ({error})"]
+        missing = [p for p in entry.params if p not in parameters]
+        if missing:
+            found.append(f"{entry.name}: parameters {missing} are gone (it takes {list(parameters)})")
+    missing_members = [m for m in entry.members if not hasattr(obj, m)]
+    if missing_members:
+        found.append(f"{entry.name}: members {missing_members} are gone")
+    return found
+
+
+def _unchecked(names: tuple[str, ...]) -> list[str]:
+    version = torch_version()
+    return [name for name in names if version not in api(name).versions]
+
+
+def patch_allowed(names: tuple[str, ...], consequence: str) -> bool:
+    """Whether patches over `names` may be applied on this torch; warns (naming the APIs and
+    `consequence`) and returns False on an unchecked torch version or when an API (of a module
+    torch has already loaded) changed shape."""
+    unchecked = _unchecked(names)
+    if unchecked:
+        warnings.warn(f"torch_npu_sim: {', '.join(unchecked)} not checked on torch {torch.__version__} "
+                      f"(checked: {CHECKED_VERSIONS}); {consequence}", RuntimeWarning, stacklevel=3)
+        return False
+    # only what torch has loaded already: a check must not import Dynamo into `import torch`
+    loaded = [name for name in names if name.partition(":")[0] in sys.modules]
+    changed = [p for name in loaded for p in problems(api(name))]
+    if changed:
+        warnings.warn(f"torch_npu_sim: {'; '.join(changed)}; {consequence}", RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+def require_checked_version(names: tuple[str, ...], advice: str) -> None:
+    """Raises PrivateTorchApiError naming `names` on a torch version they were not checked on."""
+    unchecked = _unchecked(names)
+    if unchecked:
+        raise PrivateTorchApiError(f"npusim relies on {', '.join(unchecked)}, checked on torch "
+                                   f"{CHECKED_VERSIONS} only, not {torch.__version__}; {advice}")
