@@ -42,3 +42,15 @@ from .random import (
     set_rng_state_all,
 )
 from .streams import Event, Stream, StreamContext, current_stream, default_stream, set_stream, stream
+
+
+def __getattr__(name: str):
+    # torch.cuda exposes its `_initialized` flag, and device-generic torch code reads it from
+    # the device module: torch.utils.checkpoint saves and restores the device's RNG state for
+    # recomputation only when `getattr(torch.<device>, "_initialized", False)` is true. The
+    # flag lives in _device (it changes after import), so it is read from there.
+    if name == "_initialized":
+        from . import _device
+
+        return _device._initialized
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
