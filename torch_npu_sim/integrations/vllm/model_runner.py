@@ -70,6 +70,22 @@ def _route_runner_cuda_calls_to_npusim() -> None:
         gpu_model_runner.torch = _TorchSeenByRunner()
 
 
+def _sample_on_the_logits_device(sampler) -> None:
+    """vLLM's CPU sampler draws its per-row seeds with `torch.randint` on the default device
+    (the CPU) and hands them to its kernel beside the logits, which are on npusim: a device
+    mismatch. Inside the sampler the default device is the logits' device, so the seeds
+    (and draws from per-request npusim generators) are made there."""
+    if sampler.forward != sampler.forward_cpu:
+        return
+    forward_cpu = sampler.forward_cpu
+
+    def forward_on_device(logits, generators, k, p):
+        with torch.device(logits.device):
+            return forward_cpu(logits, generators, k, p)
+
+    sampler.forward = forward_on_device
+
+
 class NpuSimModelRunner(CPUModelRunner):
     def __init__(self, vllm_config, device: torch.device):
         if device.type != "npusim":
@@ -78,6 +94,7 @@ class NpuSimModelRunner(CPUModelRunner):
         # the GPU runner's constructor, not the CPU one's (which aliases device buffers to host)
         GPUModelRunner.__init__(self, vllm_config, device)
         self.use_cuda_graph = False
+        _sample_on_the_logits_device(self.sampler.topk_topp_sampler)
 
     def _sync_device(self) -> None:
         torch.npusim.synchronize(self.device)

