@@ -41,6 +41,15 @@ class NpuSimWorker(CPUWorker):
         set_random_seed(self.model_config.seed)
         self.model_runner = NpuSimModelRunner(self.vllm_config, self.device)
 
+    def load_model(self, *args, **kwargs) -> None:
+        # vLLM's GPU worker drops torch to one intra-op thread once the model is loaded (on a
+        # GPU the host threads only feed the device). npusim's kernels run on those threads,
+        # so they keep the count the CPU platform keeps.
+        threads = torch.get_num_threads()
+        super().load_model(*args, **kwargs)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
     def determine_available_memory(self) -> int:
         """KV-cache bytes: `kv_cache_memory_bytes` if given (checked against the device's
         free memory), else `gpu_memory_utilization` x capacity less what is allocated."""
