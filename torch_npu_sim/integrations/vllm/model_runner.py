@@ -13,6 +13,7 @@ import types
 
 import torch
 import vllm.v1.worker.gpu_model_runner as gpu_model_runner
+from vllm.distributed.parallel_state import get_pp_group
 from vllm.v1.worker.cpu_model_runner import CPUModelRunner
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
@@ -95,6 +96,14 @@ class NpuSimModelRunner(CPUModelRunner):
         GPUModelRunner.__init__(self, vllm_config, device)
         self.use_cuda_graph = False
         _sample_on_the_logits_device(self.sampler.topk_topp_sampler)
+
+    def load_model(self, *args, **kwargs) -> None:
+        super().load_model(*args, **kwargs)
+        # A later pipeline stage receives activations into buffers that vLLM allocates in its
+        # warm-up run; eager engines with an explicit KV-cache size skip that run.
+        if not get_pp_group().is_first_rank and self.intermediate_tensors is None:
+            self.intermediate_tensors = self.model.make_empty_intermediate_tensors(
+                batch_size=self.max_num_tokens, dtype=self.model_config.dtype, device=self.device)
 
     def _sync_device(self) -> None:
         torch.npusim.synchronize(self.device)

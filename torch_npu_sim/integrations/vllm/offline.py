@@ -19,7 +19,7 @@ import time
 PLATFORMS = ("npusim", "cpu")
 
 
-def child_env(platform: str, tp: int, in_process: bool) -> dict[str, str]:
+def child_env(platform: str, workers: int, in_process: bool) -> dict[str, str]:
     if platform not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {platform!r}")
     env = dict(os.environ)
@@ -28,32 +28,33 @@ def child_env(platform: str, tp: int, in_process: bool) -> dict[str, str]:
         env["VLLM_TARGET_DEVICE"] = "cpu"
     # the same thread settings for both platforms: several workers on one NUMA node
     # cannot each have their own node, so nobody binds
-    if tp > 1:
+    if workers > 1:
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if (tp > 1 or not in_process) else "0"
+    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if (workers > 1 or not in_process) else "0"
     return env
 
 
-def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: int = 1, max_tokens: int = 16,
+def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: int = 1, pp: int = 1,
+             max_tokens: int = 16,
              in_process: bool | None = None, max_num_batched_tokens: int | None = None, warmup: bool = False,
              timeout: float = 600, extra_args: list[str] | None = None) -> dict:
-    """Runs one generation in a child process; returns its report (see `_run`)."""
-    in_process = tp == 1 if in_process is None else in_process
+    """Runs one generation in a child process; returns its report (see `_run`) and its log."""
+    in_process = tp * pp == 1 if in_process is None else in_process
     with tempfile.TemporaryDirectory() as tmp:
         spec = os.path.join(tmp, "spec.json")
         out = os.path.join(tmp, "out.json")
         with open(spec, "w") as f:
-            json.dump(dict(model=model, prompts=prompts, tp=tp, max_tokens=max_tokens,
+            json.dump(dict(model=model, prompts=prompts, tp=tp, pp=pp, max_tokens=max_tokens,
                            max_num_batched_tokens=max_num_batched_tokens, warmup=warmup), f)
         cmd = [sys.executable, "-m", "torch_npu_sim.integrations.vllm.offline", spec, out] + (extra_args or [])
-        proc = subprocess.run(cmd, env=child_env(platform, tp, in_process), capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(cmd, env=child_env(platform, tp * pp, in_process), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
         if proc.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"vLLM on {platform} (tp={tp}) failed with exit code {proc.returncode}:\n"
-                               f"{proc.stderr[-6000:]}")
+            raise RuntimeError(f"vLLM on {platform} (tp={tp}, pp={pp}) failed with exit code {proc.returncode}:\n"
+                               f"{proc.stdout[-6000:]}")
         with open(out) as f:
             report = json.load(f)
-        report["stderr"] = proc.stderr
+        report["log"] = proc.stdout  # the child's stdout and stderr: vLLM logs to both
         return report
 
 
@@ -86,7 +87,8 @@ def _run(spec_path: str, out_path: str) -> None:
     with open(spec_path) as f:
         spec = json.load(f)
     kwargs = dict(model=spec["model"], dtype="bfloat16", max_model_len=512, kv_cache_memory_bytes=64 << 20,
-                  enforce_eager=True, tensor_parallel_size=spec["tp"], enable_prefix_caching=True,
+                  enforce_eager=True, tensor_parallel_size=spec["tp"], pipeline_parallel_size=spec["pp"],
+                  enable_prefix_caching=True,
                   enable_chunked_prefill=True, disable_log_stats=False, seed=0)
     if spec["max_num_batched_tokens"]:
         kwargs["max_num_batched_tokens"] = spec["max_num_batched_tokens"]
