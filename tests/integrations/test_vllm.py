@@ -93,6 +93,24 @@ def test_in_process_engine_exits_cleanly(tp1):
     assert "Segmentation fault" not in log and "Traceback" not in log, log[-3000:]
 
 
+def test_kv_cache_is_sized_from_npusim_capacity_and_utilization(model):
+    # no explicit size: gpu_memory_utilization x the device's capacity, less what is reserved
+    capacity = 512 << 20
+    report = generate(model, PROMPTS[:1], max_tokens=4, env={"NPUSIM_DEVICE_MEMORY": str(capacity)},
+                      engine_args={"kv_cache_memory_bytes": None, "gpu_memory_utilization": 0.5})
+    kv = report["devices"]["kv_cache_bytes"]
+    weights = 1 << 20  # the tiny model's bf16 weights are under 1 MiB; activations are freed
+    assert capacity // 2 - 4 * weights <= kv <= capacity // 2, kv
+    assert "KV cache:" in report["log"] and "0.50 x 0.5 GiB capacity" in report["log"]
+
+
+def test_kv_cache_larger_than_the_device_is_a_clear_error(model):
+    with pytest.raises(RuntimeError) as failure:
+        generate(model, PROMPTS[:1], max_tokens=4, env={"NPUSIM_DEVICE_MEMORY": "256MiB"},
+                 engine_args={"kv_cache_memory_bytes": 1 << 30})
+    assert "kv_cache_memory_bytes (1.0 GiB) is more than npusim:0 has free" in str(failure.value)
+
+
 def test_tp2_tokens_equal_vllm_cpu(model, tp1):
     npusim = generate(model, PROMPTS, platform="npusim", tp=2, max_num_batched_tokens=CHUNK)
     cpu = generate(model, PROMPTS, platform="cpu", tp=2, max_num_batched_tokens=CHUNK)

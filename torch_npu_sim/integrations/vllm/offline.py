@@ -37,17 +37,19 @@ def child_env(platform: str, workers: int, in_process: bool) -> dict[str, str]:
 def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: int = 1, pp: int = 1,
              max_tokens: int = 16,
              in_process: bool | None = None, max_num_batched_tokens: int | None = None, warmup: bool = False,
-             timeout: float = 600, extra_args: list[str] | None = None) -> dict:
-    """Runs one generation in a child process; returns its report (see `_run`) and its log."""
+             engine_args: dict | None = None, env: dict | None = None, timeout: float = 600) -> dict:
+    """Runs one generation in a child process; returns its report (see `_run`) and its log.
+    `engine_args` override the engine's arguments (None removes one); `env` adds variables."""
     in_process = tp * pp == 1 if in_process is None else in_process
     with tempfile.TemporaryDirectory() as tmp:
         spec = os.path.join(tmp, "spec.json")
         out = os.path.join(tmp, "out.json")
         with open(spec, "w") as f:
             json.dump(dict(model=model, prompts=prompts, tp=tp, pp=pp, max_tokens=max_tokens,
-                           max_num_batched_tokens=max_num_batched_tokens, warmup=warmup), f)
-        cmd = [sys.executable, "-m", "torch_npu_sim.integrations.vllm.offline", spec, out] + (extra_args or [])
-        proc = subprocess.run(cmd, env=child_env(platform, tp * pp, in_process), stdout=subprocess.PIPE,
+                           max_num_batched_tokens=max_num_batched_tokens, warmup=warmup,
+                           engine_args=engine_args or {}), f)
+        cmd = [sys.executable, "-m", "torch_npu_sim.integrations.vllm.offline", spec, out]
+        proc = subprocess.run(cmd, env={**child_env(platform, tp * pp, in_process), **(env or {})}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout)
         if proc.returncode != 0 or not os.path.exists(out):
             raise RuntimeError(f"vLLM on {platform} (tp={tp}, pp={pp}) failed with exit code {proc.returncode}:\n"
@@ -92,6 +94,8 @@ def _run(spec_path: str, out_path: str) -> None:
                   enable_chunked_prefill=True, disable_log_stats=False, seed=0)
     if spec["max_num_batched_tokens"]:
         kwargs["max_num_batched_tokens"] = spec["max_num_batched_tokens"]
+    kwargs.update(spec["engine_args"])
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     llm = LLM(**kwargs)
     config = llm.llm_engine.vllm_config
     params = SamplingParams(temperature=0.0, max_tokens=spec["max_tokens"], ignore_eos=True)

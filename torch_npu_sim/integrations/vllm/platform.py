@@ -20,7 +20,7 @@ from vllm.platforms.cpu import CpuPlatform
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
 
-logger = init_logger(__name__)
+logger = init_logger(f"vllm.{__name__}")  # under "vllm", whose logging vLLM configures
 
 WORKER_CLS = "torch_npu_sim.integrations.vllm.worker.NpuSimWorker"
 # plain torch.distributed on the device group, i.e. the npusim backend (vLLM's CPU

@@ -17,7 +17,7 @@ from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environmen
 
 from .model_runner import NpuSimModelRunner
 
-logger = init_logger(__name__)
+logger = init_logger(f"vllm.{__name__}")  # under "vllm", whose logging vLLM configures
 
 
 class NpuSimWorker(CPUWorker):
