@@ -116,8 +116,7 @@ def test_tp2_tokens_equal_vllm_cpu(model, tp1):
     cpu = generate(model, PROMPTS, platform="cpu", tp=2, max_num_batched_tokens=CHUNK)
     assert npusim["platform"] == "npusim"
     assert npusim["tokens"] == cpu["tokens"]
-    # sharding does not change greedy tokens here either
-    assert npusim["tokens"] == tp1["npusim"]["tokens"]
+    # (TP=2 need not equal TP=1: sharded matmuls and the all-reduce round bf16 differently)
     # the TP workers' collectives ran on the npusim c10d backend
     assert "backend=npusim" in npusim["log"]
 
