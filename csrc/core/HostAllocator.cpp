@@ -8,6 +8,7 @@
 // because an npusim copy from or to pinned memory has finished when copy_ returns (kernels
 // run in stream order on the calling thread), so no stream can still be reading a freed
 // block; record_event has nothing to wait for and empty_cache nothing to release.
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -56,16 +57,14 @@ class PinnedHostAllocator final : public at::HostAllocator {
   }
   void reset_accumulated_stats() override {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto* stat : {&stats_.active_requests, &stats_.active_bytes, &stats_.allocations, &stats_.allocated_bytes})
-      stat->reset_accumulated();
+    for (auto* stat : counted_stats()) stat->reset_accumulated();
     stats_.host_alloc_time.reset_accumulated();
     stats_.host_free_time.reset_accumulated();
     stats_.num_host_alloc = stats_.num_host_free = 0;
   }
   void reset_peak_stats() override {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto* stat : {&stats_.active_requests, &stats_.active_bytes, &stats_.allocations, &stats_.allocated_bytes})
-      stat->reset_peak();
+    for (auto* stat : counted_stats()) stat->reset_peak();
     stats_.host_alloc_time.reset_peak();
     stats_.host_free_time.reset_peak();
   }
@@ -76,6 +75,10 @@ class PinnedHostAllocator final : public at::HostAllocator {
   }
 
  private:
+  std::array<c10::CachingAllocator::Stat*, 4> counted_stats() {
+    return {&stats_.active_requests, &stats_.active_bytes, &stats_.allocations, &stats_.allocated_bytes};
+  }
+
   static int64_t micros_since(std::chrono::steady_clock::time_point start) {
     auto elapsed = std::chrono::steady_clock::now() - start;
     return std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();

@@ -18,36 +18,17 @@ from vllm.v1.worker.cpu_model_runner import CPUModelRunner
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
 
-def _event(*args, **kwargs):
-    return torch.npusim.Event(*args, **kwargs)
-
-
 class _CudaAsNpusim:
     """The `torch.cuda` that vLLM's GPU model runner module sees: streams and events are
     npusim's. Anything not mapped is the real `torch.cuda` (e.g. its exception types)."""
 
     Stream = torch.npusim.Stream
-    Event = staticmethod(_event)
-
-    @staticmethod
-    def current_stream(device=None):
-        return torch.npusim.current_stream(device)
-
-    @staticmethod
-    def default_stream(device=None):
-        return torch.npusim.default_stream(device)
-
-    @staticmethod
-    def stream(stream):
-        return torch.npusim.stream(stream)
-
-    @staticmethod
-    def set_stream(stream):
-        return torch.npusim.set_stream(stream)
-
-    @staticmethod
-    def synchronize(device=None):
-        return torch.npusim.synchronize(device)
+    Event = torch.npusim.Event  # accepts torch.cuda.Event's `blocking`
+    current_stream = staticmethod(torch.npusim.current_stream)
+    default_stream = staticmethod(torch.npusim.default_stream)
+    stream = staticmethod(torch.npusim.stream)
+    set_stream = staticmethod(torch.npusim.set_stream)
+    synchronize = staticmethod(torch.npusim.synchronize)
 
     def __getattr__(self, name):
         return getattr(torch.cuda, name)

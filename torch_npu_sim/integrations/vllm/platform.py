@@ -88,8 +88,8 @@ class NpuSimPlatform(CpuPlatform):
         finally:
             device_config.device_type = cls.device_type
         vllm_config.scheduler_config.async_scheduling = async_scheduling
-        _unbind_threads_when_devices_outnumber_numa_nodes(per_node := parallel_config.tensor_parallel_size
-                                                          * parallel_config.pipeline_parallel_size)
+        per_node = parallel_config.tensor_parallel_size * parallel_config.pipeline_parallel_size
+        _unbind_threads_when_devices_outnumber_numa_nodes(per_node)
         count = torch.npusim.device_count()
         if parallel_config.nnodes <= 1 and per_node > count:
             raise ValueError(
