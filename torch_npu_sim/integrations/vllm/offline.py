@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,14 +50,26 @@ def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: in
                            max_num_batched_tokens=max_num_batched_tokens, warmup=warmup,
                            engine_args=engine_args or {}), f)
         cmd = [sys.executable, "-m", "torch_npu_sim.integrations.vllm.offline", spec, out]
-        proc = subprocess.run(cmd, env={**child_env(platform, tp * pp, in_process), **(env or {})}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        # its own process group, so that a hung engine's workers die with it on timeout
+        proc = subprocess.Popen(cmd, env={**child_env(platform, tp * pp, in_process), **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise RuntimeError(f"vLLM on {platform} (tp={tp}, pp={pp}) ran past {timeout} s; its processes were killed")
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # any worker the engine left behind
+            except ProcessLookupError:
+                pass
         if proc.returncode != 0 or not os.path.exists(out):
             raise RuntimeError(f"vLLM on {platform} (tp={tp}, pp={pp}) failed with exit code {proc.returncode}:\n"
-                               f"{proc.stdout[-6000:]}")
+                               f"{log[-6000:]}")
         with open(out) as f:
             report = json.load(f)
-        report["log"] = proc.stdout  # the child's stdout and stderr: vLLM logs to both
+        report["log"] = log  # the child's stdout and stderr: vLLM logs to both
         return report
 
 
