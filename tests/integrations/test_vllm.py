@@ -6,6 +6,7 @@ prompts and settings; both run greedy decoding with prefix caching and chunked p
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def test_openai_server_answers_a_real_client(model, tp1):
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--host", "127.0.0.1", "--port", str(port),
          "--max-model-len", "512", "--kv-cache-memory-bytes", str(64 << 20), "--enforce-eager", "--seed", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 300
@@ -184,11 +185,14 @@ def test_openai_server_answers_a_real_client(model, tp1):
     finally:
         server.terminate()
         try:
-            server.wait(timeout=60)
+            log, _ = server.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    log = server.stdout.read()
+            log = ""
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # the engine core and any worker left behind
+        except ProcessLookupError:
+            pass
+        server.wait()
     # the server's engine ran on npusim: its worker joined the npusim backend and sized an npusim KV cache
     assert "backend=npusim" in log and "NPUSIM KV cache size" in log, log[-3000:]
 
