@@ -53,6 +53,9 @@ _FLEX = "torch_npu_sim/compile/flex_attention.py"
 _COMPILE = "torch_npu_sim/compile/__init__.py"
 _DEFAULT_BACKEND = "torch_npu_sim/distributed/_default_backend.py"
 _DIST = "torch_npu_sim/distributed/__init__.py"
+_SHRUNK = "torch_npu_sim/distributed/_shrunk_group.py"
+
+_COMMS = "torch_npu_sim/comms/"
 
 APIS: tuple[PrivateApi, ...] = (
     # --- the package itself --------------------------------------------------------
@@ -145,10 +148,23 @@ APIS: tuple[PrivateApi, ...] = (
                members=("_set_default_backend", "_get_backend", "_register_backend", "BackendType")),
     PrivateApi("torch.distributed.distributed_c10d:ProcessGroup.BackendType.CUSTOM", _DEFAULT_BACKEND,
                "the c10d type of a registered backend"),
+    PrivateApi("torch._C._distributed_c10d", _COMMS + "collectives.py", "AllgatherOptions lives only here"),
+    PrivateApi("torch._C._distributed_c10d:AllgatherOptions", _COMMS + "collectives.py",
+               "options of the backend's allgather calls (torch.distributed does not re-export it)",
+               members=("timeout",)),
+    PrivateApi("torch.distributed:_make_nccl_premul_sum", _COMMS + "work.py",
+               "ReduceOp.PREMUL_SUM(factor) as the c10d backend takes it"),
+    PrivateApi("torch.distributed.distributed_c10d:_create_shrunk_process_group", _SHRUNK,
+               "dist.shrink_group's group factory, wrapped so the shrunk npusim group serves npusim and CPU tensors",
+               params=("new_backend", "remaining_ranks", "metadata", "is_default_group"), patched=True),
     PrivateApi("torch.distributed.distributed_c10d:_rank_not_in_group", _DIST, "monitored_barrier", params=("group",)),
     PrivateApi("torch.distributed.distributed_c10d:_warn_not_in_group", _DIST, "monitored_barrier",
                params=("op_name",)),
-    PrivateApi("torch.distributed.distributed_c10d:_get_default_group", _DIST, "monitored_barrier"),
+    PrivateApi("torch.distributed.distributed_c10d:_get_default_group", _DIST, "monitored_barrier, backend_of"),
+    PrivateApi("torch.distributed.distributed_c10d:_get_process_group_name", _DIST, "backend_of names the group",
+               params=("pg",)),
+    PrivateApi("torch.distributed.distributed_c10d:ProcessGroup._get_backend", _DIST,
+               "backend_of finds the npusim backend of a group"),
     PrivateApi("torch.distributed.distributed_c10d:_get_default_timeout", _DIST, "monitored_barrier",
                params=("backend",)),
     PrivateApi("torch.distributed.distributed_c10d:_check_valid_timeout", _DIST, "monitored_barrier",
@@ -161,6 +177,8 @@ CPP_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
     ("torch/csrc/Generator.h", "csrc/python/Module.cpp", "THPGenerator for torch.npusim's default generators"),
     ("torch/csrc/distributed/c10d/Backend.hpp", "csrc/distributed/ProcessGroupNpuSim.h", "c10d::Backend base"),
     ("torch/csrc/distributed/c10d/Store.hpp", "csrc/distributed/ProcessGroupNpuSim.h, Bindings.cpp", "rendezvous"),
+    ("torch/csrc/distributed/c10d/PrefixStore.hpp", "csrc/distributed/ProcessGroupNpuSim.cpp",
+     "a shrunk group joins under its own key prefix"),
     ("torch/csrc/distributed/c10d/Work.hpp", "csrc/distributed/NpuSimWork.h", "c10d::Work"),
     ("torch/csrc/distributed/c10d/Types.hpp", "csrc/distributed/ArgumentChecks.h", "ReduceOp and options"),
     ("torch/csrc/distributed/c10d/reducer_timer.hpp", "csrc/distributed/Bindings.cpp", "DDP's timer per device"),

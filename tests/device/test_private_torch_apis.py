@@ -58,6 +58,8 @@ def test_the_patches_are_in_place():
             lowerings[torch.ops.higher_order.flex_attention]._npusim_flex_attention,
         "torch.distributed.distributed_c10d:_new_process_group_helper":
             c10d._new_process_group_helper._npusim_default_backend,
+        "torch.distributed.distributed_c10d:_create_shrunk_process_group":
+            c10d._create_shrunk_process_group._npusim_shrunk_group,
     }
     assert DispatchKey.AutogradPrivateUse1 in flex_hop.py_kernels
     assert all(patched.values())

@@ -9,7 +9,8 @@ import enum
 from datetime import timedelta
 
 import torch
-import torch._C._distributed_c10d as c10d
+import torch.distributed as c10d
+from torch._C._distributed_c10d import AllgatherOptions  # not re-exported by torch.distributed
 import torch.distributed as dist
 
 from .work import ReduceOp, TorchWork
@@ -77,7 +78,7 @@ class Collectives:
     def all_gather(self, tensor_list, tensor, async_op, hints=None, timeout=None):
         b = self._live("all_gather")
         self._check_list(tensor_list, "tensor_list")
-        opts = _options(c10d.AllgatherOptions, timeout)
+        opts = _options(AllgatherOptions, timeout)
         return self._issue([b.allgather([list(tensor_list)], [tensor], opts)], async_op)
 
     def all_gather_v(self, tensor_list, tensor, async_op, hints=None, timeout=None):
@@ -91,7 +92,7 @@ class Collectives:
 
     def all_gather_single(self, output, input, async_op, hints=None, timeout=None):
         b = self._live("all_gather_single")
-        return self._issue([b._allgather_base(output, input, _options(c10d.AllgatherOptions, timeout))], async_op)
+        return self._issue([b._allgather_base(output, input, _options(AllgatherOptions, timeout))], async_op)
 
     def reduce_scatter(self, output, input_list, op, async_op, hints=None, timeout=None):
         b = self._live("reduce_scatter")
