@@ -39,7 +39,11 @@ void initDistributedBindings(PyObject* module) {
     using dist::ProcessGroupNpuSim;
     py::class_<ProcessGroupNpuSim, c10d::Backend, c10::intrusive_ptr<ProcessGroupNpuSim>>(m, "ProcessGroupNpuSim")
         .def_property_readonly("transport", &ProcessGroupNpuSim::transport_name,
-                               "The transport this group uses: 'shm' or 'tcp'.");
+                               "The transport this group uses: 'shm' or 'tcp'.")
+        .def_property_readonly("failed_ranks", &ProcessGroupNpuSim::failed_ranks,
+                               "Group ranks named by the group's first failure ([] while healthy).")
+        .def_property_readonly("health", &ProcessGroupNpuSim::health_state,
+                               "'healthy', 'failed', 'aborted' or 'closed'.");
     m.def(
         "_create_process_group",
         [](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, double timeout_s, std::string name) {

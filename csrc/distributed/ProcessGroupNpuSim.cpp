@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <c10/util/Exception.h>
 
 #include <mutex>
@@ -43,6 +44,7 @@ std::set<ProcessGroupNpuSim*>& live_groups() {
 ProcessGroupNpuSim::ProcessGroupNpuSim(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                        std::chrono::milliseconds timeout, std::string group_name)
     : c10d::Backend(rank, size),
+      store_(store),
       timeout_(timeout),
       group_name_(std::move(group_name)),
       p2p_send_seq_(size, 0),
@@ -118,6 +120,36 @@ void ProcessGroupNpuSim::abort() {
 }
 
 void ProcessGroupNpuSim::shutdown() { stop_worker(/*drain=*/true); }
+
+c10::intrusive_ptr<c10d::Backend> ProcessGroupNpuSim::shrink(const std::vector<int64_t>& ranks_to_exclude,
+                                                             int shrink_flags, const c10::intrusive_ptr<Options>& opts) {
+  constexpr int kShrinkAbort = 0x01;  // torch.distributed.SHRINK_ABORT
+  std::vector<bool> excluded(size_, false);
+  std::string excluded_list;
+  for (int64_t r : ranks_to_exclude) {
+    TORCH_CHECK_VALUE(r >= 0 && r < size_, "npusim: shrink: rank ", r, " is out of range for a group of ", size_);
+    TORCH_CHECK_VALUE(!excluded[r], "npusim: shrink: rank ", r, " is excluded twice");
+    TORCH_CHECK_VALUE(r != rank_, "npusim: shrink: rank ", rank_, " excludes itself; only the ranks that stay call shrink");
+    excluded[r] = true;
+    excluded_list += (excluded_list.empty() ? "" : ",") + std::to_string(r);
+  }
+  TORCH_CHECK_VALUE(!ranks_to_exclude.empty(), "npusim: shrink: no rank to exclude");
+  int new_rank = 0, new_size = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (excluded[r]) continue;
+    if (r < rank_) ++new_rank;
+    ++new_size;
+  }
+  // In-flight work of this group cannot finish without the excluded ranks: with
+  // SHRINK_ABORT it fails now instead of at its timeout.
+  if (shrink_flags & kShrinkAbort) abort();
+  auto timeout = opts && opts->timeout.count() > 0 ? opts->timeout : timeout_;
+  std::string tag = "shrink" + std::to_string(shrinks_++) + "[" + excluded_list + "]";
+  auto store = c10::make_intrusive<c10d::PrefixStore>("npusim/" + tag, store_);
+  ReleaseGilIfHeld no_gil;  // the join waits on the other survivors
+  return c10::make_intrusive<ProcessGroupNpuSim>(store, new_rank, new_size, timeout,
+                                                 (group_name_.empty() ? "default" : group_name_) + "/" + tag);
+}
 
 void ProcessGroupNpuSim::stop_worker(bool drain) {
   {

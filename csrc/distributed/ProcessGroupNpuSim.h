@@ -36,7 +36,18 @@ class ProcessGroupNpuSim : public c10d::Backend {
   const std::string getBackendName() const override { return "npusim"; }
   c10::intrusive_ptr<Options> getBackendOptions() override;
   void setTimeout(std::chrono::milliseconds timeout) override { timeout_ = timeout; }
+
+  // dist.shrink_group: the ranks not excluded form a new group, joined afresh through the
+  // same store (under a key prefix every survivor derives alike), so a dead peer's broken
+  // streams and half-done messages never reach it. Only the survivors call it.
+  bool supportsShrinking() const override { return true; }
+  c10::intrusive_ptr<c10d::Backend> shrink(const std::vector<int64_t>& ranks_to_exclude, int shrink_flags = 0,
+                                           const c10::intrusive_ptr<Options>& opts_override = nullptr) override;
   std::string transport_name() const { return comm_->transport_name(); }
+  // Why the group stopped working, for recovery code: the ranks named by the first
+  // failure (a dead, stopped or mismatched peer; this rank for a local error) and the state.
+  std::vector<int> failed_ranks() const { return comm_->health().failed_ranks(); }
+  const char* health_state() const { return health_state_name(comm_->health().state()); }
   // At interpreter exit: every live group of this process leaves (goodbye to its peers,
   // in-flight work failed), so that peers still waiting on this rank fail at once instead
   // of after the rest of the process's teardown.
@@ -105,8 +116,10 @@ class ProcessGroupNpuSim : public c10d::Backend {
     std::function<Transfer()> make_transfer;  // or a point-to-point message to post
   };
 
+  c10::intrusive_ptr<c10d::Store> store_;
   std::unique_ptr<Communicator> comm_;
   std::chrono::milliseconds timeout_;
+  uint32_t shrinks_ = 0;  // this group's shrink count: part of the next shrunk group's store prefix
   std::string group_name_;
   uint64_t seq_ = 0;
   uint32_t monitored_barrier_calls_ = 0;

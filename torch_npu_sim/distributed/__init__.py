@@ -33,9 +33,10 @@ def register_backend() -> None:
     _C._init_distributed()
     # `devices` must be a list: a string would be iterated letter by letter.
     dist.Backend.register_backend(BACKEND_NAME, _create_backend, extended_api=True, devices=["cpu", "npusim"])
-    from . import _default_backend
+    from . import _default_backend, _shrunk_group
 
     _default_backend.install()
+    _shrunk_group.install()
 
 
 def monitored_barrier(group=None, timeout: timedelta | None = None, wait_all_ranks: bool = False) -> None:
@@ -73,3 +74,27 @@ def monitored_barrier(group=None, timeout: timedelta | None = None, wait_all_ran
 
     # The protocol runs in the backend (ProcessGroupNpuSim::monitoredBarrier).
     pg.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
+
+
+def backend_of(group=None):
+    """The npusim backend object (``torch_npu_sim._C.ProcessGroupNpuSim``) of `group` (default: the
+    default group); TypeError if the group has no npusim backend."""
+    import torch.distributed.distributed_c10d as c10d
+    from .. import _C
+
+    pg = c10d._get_default_group() if group is None else group
+    for device in ("npusim", "cpu"):
+        try:
+            backend = pg._get_backend(torch.device(device))
+        except RuntimeError:
+            continue
+        if isinstance(backend, _C.ProcessGroupNpuSim):
+            return backend
+    raise TypeError(f"process group {c10d._get_process_group_name(pg)!r} has no npusim backend")
+
+
+def failed_ranks(group=None) -> list[int]:
+    """Ranks of `group` (group numbering) named by its first failure: a dead, stopped or
+    silent peer, or a peer that called a different collective; [] while the group is healthy.
+    What recovery code passes to ``dist.shrink_group(ranks_to_exclude=...)``."""
+    return sorted(backend_of(group).failed_ranks)
