@@ -1,7 +1,13 @@
 """Training that survives a killed rank: DDP on 4 simulated NPUs, rank 2 is SIGKILLed at
-step 5, the 3 survivors shrink the group (``dist.shrink_group``) and finish the run.
+step 5, and the 3 survivors finish the run, in one of two ways:
 
-    python examples/elastic_ddp.py [--world 4] [--victim 2] [--kill-step 5] [--steps 12]
+- ``--mode shrink`` (default): the failed step raises; the survivors shrink the group
+  (``dist.shrink_group``), wrap the model in DDP again and redo the step;
+- ``--mode survivor``: DDP runs on a survivor-mode group
+  (``torch_npu_sim.distributed.survivor.SurvivorGroup``); the step the victim missed
+  completes over the survivors and nothing raises.
+
+    python examples/elastic_ddp.py [--mode shrink|survivor] [--world 4] [--victim 2] [--kill-step 5] [--steps 12]
 
 The launcher (this script without --worker) hosts the rendezvous store, so any rank may
 die, rank 0 included. Each survivor prints a timeline; at the end the survivors compare
@@ -21,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 import torch_npu_sim.distributed
+from torch_npu_sim.distributed.survivor import SurvivorGroup, allreduce_avg_hook
 
 FEATURES, BATCH, LR = 16, 8, 0.1
 
@@ -43,7 +50,13 @@ def worker(args) -> None:
     dist.init_process_group("npusim", store=store, rank=me, world_size=args.world, timeout=timedelta(seconds=30))
     device = torch.device("npusim", me % torch.npusim.device_count())
     model = make_model().to(device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    if args.mode == "survivor":
+        group = SurvivorGroup(store, me, args.world, timeout=timedelta(seconds=30))
+        ddp = torch.nn.parallel.DistributedDataParallel(model, process_group=group)
+        ddp.register_comm_hook(group, allreduce_avg_hook)  # average over the ranks alive
+    else:
+        group = None
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     alive = list(range(args.world))  # original ranks in the current group, in group order
     events, step, failed_at = [], 0, None
@@ -71,20 +84,33 @@ def worker(args) -> None:
             ddp = torch.nn.parallel.DistributedDataParallel(model)  # on the new default group
             log("shrunk", gone=gone, alive=alive, shrink_s=time.time() - t0)
             continue  # the failed step is done again by the survivors
+        if group is not None and group.active_ranks() != alive:
+            failed_at = failed_at or time.time()
+            log("completed over the survivors", gone=sorted(set(alive) - set(group.active_ranks())),
+                alive=group.active_ranks())
+            alive = group.active_ranks()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if failed_at and not any(e["what"] == "first step after the failure" for e in events):
-            log("first step after the failure", since_failure_s=time.time() - failed_at)
-        log("step", loss=round(loss.item(), 6), world=dist.get_world_size())
+            log("first step after the failure")
+        log("step", loss=round(loss.item(), 6), world=len(alive))
         step += 1
 
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    everyone = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
-    dist.all_gather(everyone, flat)
+    if group is None:
+        everyone = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+        dist.all_gather(everyone, flat)
+    else:
+        everyone = [torch.full_like(flat, float("nan")) for _ in range(args.world)]
+        dist.all_gather(everyone, flat, group=group)
+        everyone = [everyone[r] for r in group.active_ranks()]
     identical = all(torch.equal(everyone[0], other) for other in everyone)
     print(json.dumps(dict(rank=me, events=events, alive=alive, identical=identical,
                           weights=flat.cpu().tolist())), flush=True)
-    dist.destroy_process_group()
+    if group is None:
+        dist.destroy_process_group()
+    else:
+        os._exit(0)  # the default group still counts the victim: leave without tearing it down
 
 
 def reference(world: int, victim: int, kill_step: int, steps: int) -> torch.Tensor:
@@ -108,6 +134,7 @@ def reference(world: int, victim: int, kill_step: int, steps: int) -> torch.Tens
 def launch(args) -> int:
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=60))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--port", str(store.port), "--world", str(args.world),
+           "--mode", args.mode,
            "--victim", str(args.victim), "--kill-step", str(args.kill_step), "--steps", str(args.steps)]
     procs = [subprocess.Popen(cmd + ["--rank", str(r)], stdout=subprocess.PIPE, text=True) for r in range(args.world)]
     outputs = []
@@ -121,7 +148,7 @@ def launch(args) -> int:
                 p.kill()
     killed_at = next(r["killed_at"] for out in outputs for r in out if "killed_at" in r)
     finals = [out[-1] for r, out in enumerate(outputs) if r != args.victim]
-    print(f"{args.world} ranks of DDP on npusim; rank {args.victim} SIGKILLed at step {args.kill_step} "
+    print(f"{args.world} ranks of DDP on npusim ({args.mode} mode); rank {args.victim} SIGKILLed at step {args.kill_step} "
           f"(exit code {procs[args.victim].returncode})")
     for f in finals:
         print(f"\nrank {f['rank']} (exit code {procs[f['rank']].returncode}):")
@@ -136,6 +163,10 @@ def launch(args) -> int:
     error = (got - expected).abs().max().item()
     print(f"\nsurvivors {finals[0]['alive']}: weights identical on every survivor: {identical}; "
           f"max difference from the one-process reference: {error:.2e}")
+    firsts = [next(e["t"] for e in f["events"] if e["what"] == "first step after the failure") for f in finals]
+    recovery_ms = (max(firsts) - killed_at) * 1000
+    steps_lost = sum(1 for e in finals[0]["events"] if e["what"] == "collective failed")
+    print(f"from the kill to every survivor's first completed step: {recovery_ms:.1f} ms; steps done again: {steps_lost}")
     ok = identical and error < 1e-5 and all(procs[f["rank"]].returncode == 0 for f in finals)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
@@ -143,6 +174,7 @@ def launch(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["shrink", "survivor"], default="shrink")
     parser.add_argument("--world", type=int, default=4)
     parser.add_argument("--victim", type=int, default=2)
     parser.add_argument("--kill-step", type=int, default=5)
