@@ -136,6 +136,7 @@ bool Communicator::combine_in_place(Transfer& t, size_t& moved) {
   size_t take = std::min(std::min(available, t.bytes - t.data_done), kStagingBytes);
   take -= take % esize;
   if (take == 0) return available == 0;  // nothing yet (true), or an element split by the ring's end (false)
+  if (checksum_) t.crc = crc32c(t.crc, src, take);
   combine(t.data + t.data_done, src, take / esize, t.dtype, t.reduce_op);
   transport_->consume(t.peer, t.lane, take);
   t.data_done += take;
@@ -147,6 +148,7 @@ bool Communicator::combine_in_place(Transfer& t, size_t& moved) {
 bool Communicator::step(Transfer& t, const OpDesc* op) {
   bool moved = false;
   try {
+    if (t.send && t.header_done == 0 && !start_send(t)) return true;
     if (t.header_done < sizeof(MessageHeader)) {
       size_t n = t.send ? transport_->try_send(t.peer, t.lane, reinterpret_cast<const char*>(&t.header) + t.header_done,
                                                sizeof(MessageHeader) - t.header_done)
@@ -163,10 +165,11 @@ bool Communicator::step(Transfer& t, const OpDesc* op) {
     while (t.data_done < t.bytes) {
       size_t n;
       if (t.send) {
-        n = transport_->try_send(t.peer, t.lane, t.data + t.data_done, t.bytes - t.data_done);
+        n = send_payload(t);
         t.data_done += n;
       } else if (!t.combine) {
         n = transport_->try_recv(t.peer, t.lane, t.data + t.data_done, t.bytes - t.data_done);
+        if (checksum_) t.crc = crc32c(t.crc, t.data + t.data_done, n);
         t.data_done += n;
       } else if (combine_in_place(t, n)) {
         // combined straight from the transport's memory
@@ -174,6 +177,7 @@ bool Communicator::step(Transfer& t, const OpDesc* op) {
         if (t.staging.empty()) t.staging.resize(std::min(kStagingBytes, t.bytes));
         size_t want = std::min(t.staging.size() - t.staged, t.bytes - t.data_done - t.staged);
         n = transport_->try_recv(t.peer, t.lane, t.staging.data() + t.staged, want);
+        if (checksum_) t.crc = crc32c(t.crc, t.staging.data() + t.staged, n);
         t.staged += n;
         size_t esize = c10::elementSize(t.dtype);
         size_t whole = t.staged - t.staged % esize;
@@ -187,6 +191,7 @@ bool Communicator::step(Transfer& t, const OpDesc* op) {
       if (n == 0) break;
       moved = true;
     }
+    if (checksum_ && !t.send && !t.checked && t.done()) verify_checksum(t);
   } catch (const PeerLost& e) {
     lost_peer(e.peer, e.what(), op ? describe(*op) : describe(t.header));
   }
@@ -223,6 +228,7 @@ void Communicator::timeout(const std::vector<Transfer>& pending, const OpDesc& o
 
 void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock::time_point deadline) {
   health_->throw_if_unhealthy();
+  if (faults_armed() || fault_planned_) plan_faults(transfers, op);
   std::vector<Interest> interests;
   std::vector<uint8_t> busy;
   bool left_seen = false;
@@ -258,7 +264,10 @@ void Communicator::run(std::vector<Transfer>& transfers, const OpDesc& op, Clock
   }
 }
 
-void Communicator::post(Transfer transfer) { p2p_.push_back(std::move(transfer)); }
+void Communicator::post(Transfer transfer) {
+  if (transfer.send && faults_armed()) transfer.fault = plan_fault(rank(), OpKind::Send);
+  p2p_.push_back(std::move(transfer));
+}
 
 // Reads the header of peer p's next point-to-point message, as far as it has arrived.
 bool Communicator::read_header(int p, const Transfer& t) {

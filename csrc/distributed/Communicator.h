@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed/FaultInjection.h"
 #include "distributed/Health.h"
 #include "distributed/PeerMonitor.h"
 #include "distributed/Transport.h"
@@ -43,6 +44,8 @@ struct Transfer {
   // A receive from any source (peer < 0): told which peer's message it took.
   std::function<void(int peer)> on_matched;
   Clock::time_point deadline{};
+  // Sends only: an injected fault to apply when this message starts (FaultInjection.h).
+  PlannedFault fault;
 
   // progress
   size_t header_done = 0;
@@ -50,6 +53,9 @@ struct Transfer {
   MessageHeader got{};
   std::vector<uint8_t> staging;
   size_t staged = 0;
+  size_t corrupt_at = SIZE_MAX;  // payload byte flipped on the wire (injected fault)
+  uint32_t crc = 0;              // CRC32C of the payload bytes moved so far
+  bool checked = false;          // checksum verified (receives)
   bool done() const { return header_done == sizeof(MessageHeader) && data_done == bytes; }
 };
 
@@ -74,6 +80,10 @@ class Communicator {
   void set_op_timeout(std::chrono::milliseconds t) { op_timeout_ = t; }
   Transport& transport() { return *transport_; }
   const char* transport_name() const { return transport_->name(); }
+  // Payload checksums (NPUSIM_CHECKSUM, agreed at rendezvous): senders put the CRC32C of
+  // every payload in its header, receivers verify it as the bytes arrive.
+  void set_checksum(bool on) { checksum_ = on; }
+  bool checksum() const { return checksum_; }
 
   Transfer send_to(int peer, const OpDesc& op, const void* data, size_t bytes) const;
   Transfer recv_from(int peer, const OpDesc& op, void* data, size_t bytes) const;
@@ -116,6 +126,11 @@ class Communicator {
   void lost_peer(int peer, const std::string& detail, const std::string& during);
   void add_interests(const Transfer& t, std::vector<Interest>& out) const;
   [[noreturn]] void timeout(const std::vector<Transfer>& pending, const OpDesc& op);
+  // Fault and checksum hooks of the send and receive paths (in FaultInjection.cpp).
+  void plan_faults(std::vector<Transfer>& transfers, const OpDesc& op);
+  bool start_send(Transfer& t);
+  size_t send_payload(Transfer& t);
+  void verify_checksum(Transfer& t);
 
   GroupConfig config_;
   std::unique_ptr<Transport> transport_;
@@ -128,6 +143,11 @@ class Communicator {
   std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
   std::vector<uint8_t> scratch_;
   std::chrono::milliseconds op_timeout_{0};
+  bool checksum_ = false;
+  // The collective whose fault is planned, and the part not yet given to a message.
+  bool fault_planned_ = false;
+  uint64_t fault_seq_ = 0;
+  PlannedFault op_fault_;
 };
 
 }  // namespace torch_npu_sim::dist

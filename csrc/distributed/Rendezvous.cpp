@@ -25,6 +25,7 @@
 #include "distributed/Handshake.h"
 #include "distributed/JoinInfo.h"
 #include "distributed/ErrorMessage.h"
+#include "distributed/FaultInjection.h"
 #include "distributed/Socket.h"
 
 namespace torch_npu_sim::dist {
@@ -64,6 +65,8 @@ class Joiner {
     prefix_ = "npusim/" + std::to_string(generation_) + "/";
     try {
       settings_ = read_settings();
+      load_fault_env_once();
+      checksum_ = checksum_from_env();
       std::string bound;
       listen_fd_ = net::listen_on(settings_.socket_addr.empty() ? "127.0.0.1" : settings_.socket_addr, &port_, &bound);
       records_[me] = local_record(config_.world, settings_, bound, port_);
@@ -81,6 +84,7 @@ class Joiner {
       if (me == 0) {
         random_bytes(secret_.data(), secret_.size());
         publish("secret", to_hex(secret_.data(), secret_.size()));
+        publish("checksum", checksum_ ? "1" : "0");  // before rank 0's record, which the others wait for
       }
       publish("rank/" + std::to_string(me), records_[me]->encode());
       return build();
@@ -108,6 +112,7 @@ class Joiner {
                   "npusim: malformed group secret in the store");
       for (size_t i = 0; i < secret_.size(); ++i)
         secret_[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+      checksum_ = fetch("checksum", "the checksum setting of rank 0") == "1";  // rank 0 decides
     }
     bool one_host = true;
     for (auto& r : records_) one_host &= r->host == records_[0]->host;
@@ -155,7 +160,9 @@ class Joiner {
     auto monitor = std::make_unique<PeerMonitor>(me, std::exchange(control_, {}), *health, settings_.peer_timeout);
     std::unique_ptr<Transport> transport = shm ? make_shm_transport(std::move(seg), me, world, settings_.ring_bytes)
                                                : make_tcp_transport(std::exchange(data_, {}), me);
-    return std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
+    auto comm = std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
+    comm->set_checksum(checksum_);
+    return comm;
   }
 
   void check_agreement(bool shm) {
@@ -313,6 +320,7 @@ class Joiner {
   std::vector<std::vector<int>> data_;
   std::string propagated_;
   bool everyone_knows_ = false;
+  bool checksum_ = false;
 };
 
 }  // namespace

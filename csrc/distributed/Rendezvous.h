@@ -30,6 +30,10 @@ struct KeyValueStore {
 //                         1 GiB, a multiple of 64; same on every rank).
 //   NPUSIM_PEER_TIMEOUT   seconds of silence after which a peer is declared hung
 //                         (default 0: only the group timeout applies; else 1 to 86400).
+//   NPUSIM_CHECKSUM       1: every payload carries a CRC32C checked by its receiver (a
+//                         corrupted byte fails the group, named); 0 (default). Rank 0's
+//                         setting decides for the group.
+//   NPUSIM_FAULTS         fault-injection rules (FaultInjection.h), read at the first group.
 std::unique_ptr<Communicator> rendezvous(const KeyValueStore& store, const GroupConfig& config);
 
 }  // namespace torch_npu_sim::dist

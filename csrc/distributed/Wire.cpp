@@ -98,6 +98,12 @@ std::string check_header(const MessageHeader& got, const MessageHeader& expected
                  got.dtype == expected.dtype && got.numel == expected.numel &&
                  got.reduce_op == expected.reduce_op && got.root == expected.root &&
                  got.tag == expected.tag;
+  if (!same_op && got.kind != static_cast<uint8_t>(OpKind::Send) && got.seq > expected.seq) {
+    // Ranks number their collectives alike, so a later number means a message went missing.
+    s << "a message from rank " << peer << " was lost: rank " << my_rank << " still waits for its part of "
+      << describe(expected) << " but its next message belongs to " << describe(got);
+    return s.str();
+  }
   if (!same_op) {
     s << "mismatched collectives: rank " << peer << " called " << describe(got) << " but rank "
       << my_rank << " called " << describe(expected);

@@ -50,11 +50,11 @@ struct MessageHeader {
   uint8_t step;
   uint8_t dtype;
   uint8_t reduce_op;
-  uint16_t reserved;
+  uint16_t flags;  // kHeaderHasChecksum (FaultInjection.h)
   int32_t root;
   int32_t src_rank;
   uint32_t tag;
-  uint32_t reserved2;
+  uint32_t checksum;  // CRC32C of the payload, when flagged
   uint64_t seq;
   uint64_t numel;
   uint64_t payload_bytes;

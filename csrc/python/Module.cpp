@@ -11,6 +11,7 @@
 #include "aten/Fallback.h"
 #include "aten/PointwiseOps.h"
 #include "distributed/Bindings.h"
+#include "python/FaultBindings.h"
 
 namespace py = pybind11;
 using namespace torch_npu_sim;
@@ -115,4 +116,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("_is_pinned_ptr", [](uintptr_t ptr) { return is_pinned_ptr(reinterpret_cast<const void*>(ptr)); });
 
   initDistributedBindings(m.ptr());
+  initFaultBindings(m.ptr());
 }
