@@ -25,7 +25,10 @@ dev = torch.device("npusim", RANK)
 t = torch.ones(8, device=dev)
 dist.all_reduce(t)
 assert t[0].item() == WORLD
-if RANK == VICTIM:
+if RANK == VICTIM and os.environ.get("INJECT"):  # killed inside its next all_reduce, by the transport
+    from torch_npu_sim.distributed import faults
+    faults.inject("kill", op="all_reduce", call=1)
+elif RANK == VICTIM:
     report(fault_at=time.time())
     os.kill(os.getpid(), SIG)
     time.sleep(60)
@@ -119,6 +122,11 @@ def run_and_check(store, world, victim, signal_number, transport, extra_env=None
 def test_shrink_after_sigkill_then_every_collective_is_the_survivors(store, transport):
     outcomes = run_and_check(store, 3, victim=1, signal_number=9, transport=transport)
     assert max(o.result("shrink_s") for o in outcomes if o.rank != 1) < 10
+
+
+def test_shrink_after_an_injected_kill_mid_all_reduce(store):
+    run_and_check(store, 3, victim=2, signal_number=9, transport="tcp",
+                  extra_env={"INJECT": "1"})
 
 
 def test_shrink_after_rank_0_is_killed(store):

@@ -33,17 +33,23 @@ def survivors_ok(outcomes, victim):
     return [o for o in outcomes if o.rank != victim]
 
 
-@pytest.mark.parametrize("transport,how", [("shm", "sigkill"), ("tcp", "sigkill"), ("shm", "exit")])
+@pytest.mark.parametrize("transport,how", [("shm", "sigkill"), ("tcp", "sigkill"), ("shm", "exit"), ("tcp", "sigstop"),
+                                            ("tcp", "injected")])
 def test_next_all_reduce_is_the_survivors_sum(store, transport, how):
     code = PRELUDE + """
-g = SurvivorGroup(store, RANK, WORLD, timeout=timedelta(seconds=20))
+# a stopped rank is found by the group's timeout: keep it short for that case
+g = SurvivorGroup(store, RANK, WORLD, timeout=timedelta(seconds=3 if os.environ["HOW"] == "sigstop" else 20))
 x = torch.full((4,), float(RANK + 1), device=f"npusim:{RANK}")
 dist.all_reduce(x, group=g)
 report(first=x.tolist())
 if RANK == 1:
     if os.environ["HOW"] == "exit":
         os._exit(0)
-    os.kill(os.getpid(), 9)
+    if os.environ["HOW"] == "injected":  # killed inside its next all_reduce, by the transport
+        from torch_npu_sim.distributed import faults
+        faults.inject("kill", op="all_reduce", call=1)
+    else:
+        os.kill(os.getpid(), 19 if os.environ["HOW"] == "sigstop" else 9)
 x = torch.full((4,), float(RANK + 1), device=f"npusim:{RANK}")
 work = dist.all_reduce(x, group=g, async_op=True)
 work.wait()
@@ -58,8 +64,8 @@ dist.broadcast(b, group_src=2, group=g)
 dist.barrier(group=g)
 report(avg=y.tolist(), failed_after=work.failed_ranks, gathered=[o.tolist() for o in outs], bcast=b.tolist())
 """
-    outcomes = launch(code, 3, env={"STORE_PORT": str(store.port), "NPUSIM_TRANSPORT": transport, "HOW": how},
-                      timeout=90)
+    env = {"STORE_PORT": str(store.port), "NPUSIM_TRANSPORT": transport, "HOW": how}
+    outcomes = launch(code, 3, env=env, timeout=90, linger=1.0)
     for o in survivors_ok(outcomes, victim=1):
         assert o.result("first") == [6.0] * 4
         assert o.result("second") == [4.0] * 4  # ranks 0 and 2: 1 + 3
