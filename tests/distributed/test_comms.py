@@ -11,6 +11,7 @@ import tempfile
 import time
 from datetime import timedelta
 
+import pytest
 import torch.distributed as dist
 
 from launcher import PRELUDE, assert_clean, describe, launch
@@ -225,7 +226,12 @@ if not NEW:
     report(first_rank=comm.get_rank())
     t = torch.ones(4); comm.all_reduce(t, ReduceOp.SUM, async_op=False); report(first_sum=t[0].item())
     if comm.get_rank() == 0:
-        report(killed_at=time.time()); os.kill(os.getpid(), signal.SIGKILL)
+        report(killed_at=time.time())
+        if os.environ.get("COMMS_INJECT") == "1":  # killed inside its next all_reduce, by the transport
+            from torch_npu_sim.distributed import faults
+            faults.inject("kill", op="all_reduce", call=1)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
     try:
         while True:
             comm.all_reduce(t, ReduceOp.SUM, async_op=True).wait()
@@ -242,9 +248,10 @@ comm.finalize()
 """
 
 
-def test_reconfigure_after_sigkill_with_a_new_process():
+@pytest.mark.parametrize("transport,inject", [("shm", False), ("tcp", True)])
+def test_reconfigure_after_sigkill_with_a_new_process(transport, inject):
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    env = {"COMMS_STORE_PORT": str(store.port)}
+    env = {"COMMS_STORE_PORT": str(store.port), "NPUSIM_TRANSPORT": transport, "COMMS_INJECT": str(int(inject))}
     newcomer = {}
 
     def start_newcomer(procs, workdir):
