@@ -41,7 +41,7 @@ from .. import _C
 _MODE = "SurvivorGroup"
 
 
-class SurvivorWork(dist._Work):
+class SurvivorWork(dist.Work):
     """A finished collective, with the ranks that failed during it."""
 
     def __init__(self, result, failed_ranks: list[int]):
