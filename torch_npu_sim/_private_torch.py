@@ -51,6 +51,7 @@ class PrivateApi:
 _INDUCTOR = "torch_npu_sim/compile/inductor.py"
 _FLEX = "torch_npu_sim/compile/flex_attention.py"
 _COMPILE = "torch_npu_sim/compile/__init__.py"
+_TRITON_CODEGEN = "torch_npu_sim/compile/triton_codegen.py"
 _DEFAULT_BACKEND = "torch_npu_sim/distributed/_default_backend.py"
 _DIST = "torch_npu_sim/distributed/__init__.py"
 _SHRUNK = "torch_npu_sim/distributed/_shrunk_group.py"
@@ -73,7 +74,7 @@ APIS: tuple[PrivateApi, ...] = (
                "torch_npu_sim/compile/device_interface.py", "registers the interface",
                params=("device", "device_interface")),
     PrivateApi("torch._inductor.compile_fx:compile_fx", _COMPILE, "the npusim dynamo backend runs Inductor",
-               params=("model_", "example_inputs_", "config_patches")),
+               params=("model_", "example_inputs_", "inner_compile", "config_patches")),
     PrivateApi("torch._inductor:list_mode_options", _COMPILE, "mode= of the npusim backend", params=("mode",)),
     PrivateApi("torch._inductor:list_options", _COMPILE, "validates options= of the npusim backend"),
     PrivateApi("torch._inductor.codegen.common:DeviceOpOverrides", _INDUCTOR,
@@ -113,6 +114,21 @@ APIS: tuple[PrivateApi, ...] = (
     PrivateApi("torch._inductor.codegen.cpp_template:CppTemplate.generate", _INDUCTOR,
                "wrapped: C++ templates render npusim kernels with the CPU as the current device",
                params=("self",), patched=True),
+    # --- torch.compile option npusim_codegen="triton" (compile/triton_codegen.py) ----
+    PrivateApi("torch._inductor.codegen.triton:TritonScheduling", _TRITON_CODEGEN,
+               "npusim's scheduling during a Triton-mode compilation"),
+    PrivateApi("torch._inductor.codegen.common:get_wrapper_codegen_for_device", _TRITON_CODEGEN,
+               "the npusim wrapper codegen, kept in Triton mode", params=("device",)),
+    PrivateApi("torch._inductor.compile_fx:compile_fx_inner", _TRITON_CODEGEN,
+               "wrapped per call (inner_compile=): the lazily compiled backward runs in Triton mode too"),
+    PrivateApi("torch._inductor.runtime.triton_compat:triton_key", _TRITON_CODEGEN,
+               "the Triton version hashed into the interpreter's cache key"),
+    PrivateApi("torch.utils._triton:triton_hash_with_backend", _TRITON_CODEGEN,
+               "swapped during a Triton-mode compilation: hashes the interpreter, not a GPU compile target",
+               patched=True),
+    PrivateApi("torch._inductor.runtime.triton_helpers:set_driver_to_gpu", _TRITON_CODEGEN,
+               "a no-op during a Triton-mode compilation: the generated module calls it and there is no GPU",
+               patched=True),
     # --- FlexAttention (eager front end, autograd, Inductor lowering) ---------------
     PrivateApi("torch.nn.attention.flex_attention:_validate_device", _FLEX,
                "the front end's device allow-list; npusim is accepted (the unfused path is device-generic)",

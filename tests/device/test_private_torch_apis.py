@@ -64,7 +64,29 @@ def test_the_patches_are_in_place():
     assert DispatchKey.AutogradPrivateUse1 in flex_hop.py_kernels
     assert all(patched.values())
     listed = {entry.name for entry in _private_torch.APIS if entry.patched}
-    assert listed == set(patched), "a patch is missing from this test or from the list"
+    assert listed == set(patched) | set(PATCHED_ON_DEMAND), "a patch is missing from this test or from the list"
+
+
+# patches applied only while something runs, each checked by the test named here
+PATCHED_ON_DEMAND = {
+    "torch.utils._triton:triton_hash_with_backend": "test_triton_codegen_patches_apply_and_are_undone",
+    "torch._inductor.runtime.triton_helpers:set_driver_to_gpu": "test_triton_codegen_patches_apply_and_are_undone",
+}
+
+
+def test_triton_codegen_patches_apply_and_are_undone():
+    """npusim_codegen="triton" swaps these for one compilation only (compile/triton_codegen.py)."""
+    pytest.importorskip("triton", reason="triton is not installed (the `triton` extra)")
+    import torch._inductor.runtime.triton_helpers as triton_helpers
+    import torch.utils._triton as torch_triton
+
+    from torch_npu_sim.compile import triton_codegen
+
+    originals = torch_triton.triton_hash_with_backend, triton_helpers.set_driver_to_gpu
+    with triton_codegen.triton_mode():
+        assert torch_triton.triton_hash_with_backend is triton_codegen._interpreter_hash
+        assert triton_helpers.set_driver_to_gpu is triton_codegen._set_driver_to_gpu_noop
+    assert (torch_triton.triton_hash_with_backend, triton_helpers.set_driver_to_gpu) == originals
 
 
 def test_an_unlisted_api_is_refused():

@@ -1,6 +1,7 @@
 """torch.compile for npusim.
 
-Two ways in, one pipeline (AOTAutograd, then Inductor's C++ codegen):
+Two ways in, one pipeline (AOTAutograd, then Inductor's C++ codegen; Triton kernels in
+Triton's interpreter with ``options={"npusim_codegen": "triton"}``, see triton_codegen.py):
 
 * ``torch.compile(model, backend="npusim")`` names :func:`npusim_backend` through the
   ``torch_dynamo_backends`` entry point, so it works without importing this package.
@@ -54,12 +55,17 @@ def npusim_backend(gm, example_inputs, *, mode: str | None = None, options: dict
     """Dynamo backend ``"npusim"``: AOTAutograd plus Inductor with npusim registered.
 
     ``mode`` and ``options`` mean what they mean for Inductor
-    (``torch.compile(m, backend="npusim", options={"max_autotune": True})``).
+    (``torch.compile(m, backend="npusim", options={"max_autotune": True})``), plus
+    ``options={"npusim_codegen": "triton"}``: Triton kernels run by Triton's interpreter on
+    npusim memory instead of the default C++ kernels (``"cpp"``; see triton_codegen.py).
     """
     register_now()
     import torch._inductor
     from torch._inductor.compile_fx import compile_fx
 
+    from . import triton_codegen
+
+    codegen, options = triton_codegen.parse(options)
     config_patches: dict[str, Any] = {}
     if mode is not None and mode != "default":
         config_patches.update(torch._inductor.list_mode_options(mode))
@@ -68,6 +74,10 @@ def npusim_backend(gm, example_inputs, *, mode: str | None = None, options: dict
         if unknown:
             raise RuntimeError(f"npusim backend: unknown Inductor options {unknown}")
         config_patches.update(options)
+    if codegen == "triton":
+        with triton_codegen.triton_mode():
+            return compile_fx(gm, example_inputs, inner_compile=triton_codegen.inner_compile(),
+                              config_patches=config_patches or None)
     return compile_fx(gm, example_inputs, config_patches=config_patches or None)
 
 

@@ -18,6 +18,9 @@ What ``enable()`` does (needs the ``triton`` extra, triton==3.9.0):
   stock Triton would copy every argument's storage to the host and back (``_interpreter``);
 * a kernel decorated with plain ``@triton.jit`` (no ``TRITON_INTERPRET=1``) is
   interpreted when launched on npusim tensors; ``TRITON_INTERPRET=1`` kernels work too;
+* ``@triton.jit`` helpers an interpreted kernel calls are interpreted, and ``libdevice``
+  calls (``exp``, ``tanh``, ...) map to ``tl.math`` or NumPy while it runs (``_libdevice``),
+  which Inductor's Triton kernels need (``torch.compile(..., options={"npusim_codegen": "triton"})``);
 * with no GPU, ``triton.autotune`` times its configs on the host clock (``_host_driver``).
 
 Launches without npusim tensors (CPU-only, or a real GPU's tensors) are left to Triton.

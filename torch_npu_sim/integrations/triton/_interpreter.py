@@ -10,7 +10,9 @@ are all npusim (or CPU) skip both and the kernel loads and stores npusim memory 
 Kernels decorated with plain ``@triton.jit`` (no ``TRITON_INTERPRET=1`` at decoration
 time) are compiled for a GPU by ``JITFunction.run``; with npusim tensor arguments the
 launch is sent to an interpreted twin of the kernel instead, and other ``@triton.jit``
-functions it calls are interpreted too. Launches without npusim tensors are untouched.
+functions it calls are interpreted too, as are compiled-mode helpers an interpreted kernel
+calls (Inductor's ``triton_helpers``), and ``libdevice`` math is mapped while it runs
+(``_libdevice``). Launches without npusim tensors are untouched.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import torch
 import triton
 from triton.runtime import interpreter
 from triton.runtime.jit import JITFunction, TensorWrapper
+
+from . import _libdevice
 
 DEVICE_TYPE = "npusim"
 CHECKED_TRITON = ("3.9",)
@@ -33,6 +37,7 @@ _TRITON_APIS = {
     "GridExecutor._restore_args_dev": (interpreter.GridExecutor._restore_args_dev,
                                        ("self", "args_dev", "args_hst", "kwargs", "kwargs_hst")),
     "JITFunction.run": (JITFunction.run, ("self", "grid", "warmup")),
+    "GridExecutor.__call__": (interpreter.GridExecutor.__call__, ("self", "args_dev", "kwargs")),
 }
 
 _lock = threading.Lock()
@@ -121,6 +126,25 @@ def _wrap_jit_run(original):
     return run
 
 
+def _wrap_executor_call(original):
+    # an interpreted launch on npusim memory: @triton.jit helpers it calls are interpreted
+    # (Inductor's triton_helpers are compiled-mode functions) and libdevice math is mapped
+    def __call__(self, *args_dev, **kwargs):
+        if not on_npusim_memory(args_dev, kwargs):
+            return original(self, *args_dev, **kwargs)
+        with _lock:
+            _libdevice.acquire()
+        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            return original(self, *args_dev, **kwargs)
+        finally:
+            _local.depth -= 1
+            with _lock:
+                _libdevice.release()
+
+    return __call__
+
+
 def _wrap_jit_call(original):
     # a @triton.jit helper called from a kernel being interpreted on this thread
     def __call__(self, *args, **kwargs):
@@ -140,6 +164,7 @@ def install() -> None:
             return
         for owner, name, wrap in ((executor, "_init_args_hst", _wrap_init_args_hst),
                                   (executor, "_restore_args_dev", _wrap_restore_args_dev),
+                                  (executor, "__call__", _wrap_executor_call),
                                   (JITFunction, "run", _wrap_jit_run),
                                   (JITFunction, "__call__", _wrap_jit_call)):
             original = getattr(owner, name)
