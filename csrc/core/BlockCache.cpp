@@ -24,6 +24,8 @@ using c10::CachingDeviceAllocator::DeviceStats;
 constexpr size_t kMinBlock = 512;
 constexpr size_t kSmallLimit = size_t(1) << 20;  // blocks up to 1 MiB form the small pool
 constexpr int kMaxDevices = 64;
+// Map and set nodes kept for reuse, so a cached allocation and its free call no malloc.
+constexpr size_t kSpareNodes = 64;
 
 struct Block {
   c10::DeviceIndex device;
@@ -42,6 +44,9 @@ struct BlockOrder {
   }
 };
 
+using FreeBlocks = std::set<Block*, BlockOrder>;
+using ActiveBlocks = std::unordered_map<void*, Block*>;
+
 struct PendingFree {
   Block* block;
   std::vector<npusimEvent_t> events;
@@ -52,7 +57,8 @@ struct PendingFree {
 // lock only.
 struct DeviceCache {
   std::mutex mutex;
-  std::set<Block*, BlockOrder> free_blocks;
+  FreeBlocks free_blocks;
+  std::vector<FreeBlocks::node_type> spare_nodes;
   std::vector<PendingFree> pending;  // freed but possibly still in use on other streams
   DeviceStats stats;
 };
@@ -95,7 +101,15 @@ class DeviceCaches {
     block->requested = nbytes;
     {
       std::lock_guard<std::mutex> active(active_mutex_);
-      active_.emplace(block->ptr, block);
+      if (spare_active_.empty()) {
+        active_.emplace(block->ptr, block);
+      } else {
+        ActiveBlocks::node_type node = std::move(spare_active_.back());
+        spare_active_.pop_back();
+        node.key() = block->ptr;
+        node.mapped() = block;
+        active_.insert(std::move(node));
+      }
     }
     update(cache.stats.allocation, block->size, 1);
     update(cache.stats.allocated_bytes, block->size, static_cast<int64_t>(block->size));
@@ -200,7 +214,8 @@ class DeviceCaches {
       auto it = active_.find(ptr);
       if (it != active_.end()) {
         block = it->second;
-        active_.erase(it);
+        ActiveBlocks::node_type node = active_.extract(it);
+        if (spare_active_.size() < kSpareNodes) spare_active_.push_back(std::move(node));
       }
     }
     if (!block) return c10::str("pointer ", ptr, " is not a live npusim block (freed twice, or not from this allocator)");
@@ -252,7 +267,8 @@ class DeviceCaches {
     Block* block = *it;
     size_t slack = size <= kSmallLimit ? 0 : size / 8;
     if (block->size > size + slack) return nullptr;
-    cache.free_blocks.erase(it);
+    FreeBlocks::node_type node = cache.free_blocks.extract(it);
+    if (cache.spare_nodes.size() < kSpareNodes) cache.spare_nodes.push_back(std::move(node));
     return block;
   }
 
@@ -299,7 +315,14 @@ class DeviceCaches {
   void release_to_cache(DeviceCache& cache, Block* block) {
     update(cache.stats.active, block->size, -1);
     update(cache.stats.active_bytes, block->size, -static_cast<int64_t>(block->size));
-    cache.free_blocks.insert(block);
+    if (cache.spare_nodes.empty()) {
+      cache.free_blocks.insert(block);
+      return;
+    }
+    FreeBlocks::node_type node = std::move(cache.spare_nodes.back());
+    cache.spare_nodes.pop_back();
+    node.value() = block;
+    cache.free_blocks.insert(std::move(node));
   }
 
   void process_pending(DeviceCache& cache) {
@@ -333,7 +356,8 @@ class DeviceCaches {
 
   // Lock order: a device's mutex, then active_mutex_ (held only around the map).
   std::mutex active_mutex_;
-  std::unordered_map<void*, Block*> active_;
+  ActiveBlocks active_;
+  std::vector<ActiveBlocks::node_type> spare_active_;
   std::array<DeviceCache, kMaxDevices> caches_;
 };
 

@@ -104,6 +104,14 @@ npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusim
                                 npusimStream_t stream);
 npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream_t stream);
 
+/* The runtime copies on the calling thread. Copies of at least NPUSIM_HOST_COPY_MIN_BYTES go
+   to the client's copy function instead when one is set (NULL: none, the default), so they
+   can use the host's worker threads: it is called after the copy was validated and counted,
+   with non-overlapping ranges, and must have copied all `count` bytes when it returns. */
+#define NPUSIM_HOST_COPY_MIN_BYTES ((size_t)1 << 19)
+typedef void (*npusimHostCopyFn_t)(void* dst, const void* src, size_t count);
+npusimError_t npusimSetHostCopyFn(npusimHostCopyFn_t copy);
+
 /* kernels: fn(arg) runs in stream order on the stream's device */
 typedef void (*npusimHostFn_t)(void* arg);
 npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg);

@@ -120,11 +120,40 @@ static void test_streams_and_events() {
   EXPECT(npusimEventQuery(start) == npusimErrorInvalidResourceHandle);
 }
 
+static size_t host_copy_calls = 0;
+static void counting_copy(void* dst, const void* src, size_t count) {
+  ++host_copy_calls;
+  std::memcpy(dst, src, count);
+}
+
+// Large copies go to the client's copy function (once, after validation); small ones never.
+static void test_host_copy_function() {
+  EXPECT(npusimSetDevice(0) == npusimSuccess);
+  const size_t big = NPUSIM_HOST_COPY_MIN_BYTES;
+  void* dev = nullptr;
+  EXPECT(npusimMalloc(&dev, big) == npusimSuccess);
+  std::vector<unsigned char> host(big + 1), back(big, 0);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<unsigned char>(i * 7 + 1);
+  EXPECT(npusimSetHostCopyFn(counting_copy) == npusimSuccess);
+  EXPECT(npusimMemcpy(dev, host.data(), big - 1, npusimMemcpyHostToDevice) == npusimSuccess);
+  EXPECT(host_copy_calls == 0);
+  EXPECT(npusimMemcpy(dev, host.data(), big, npusimMemcpyHostToDevice) == npusimSuccess);
+  EXPECT(npusimMemcpy(back.data(), dev, big, npusimMemcpyDeviceToHost) == npusimSuccess);
+  EXPECT(host_copy_calls == 2 && std::memcmp(back.data(), host.data(), big) == 0);
+  EXPECT(npusimMemcpy(dev, host.data(), big + 1, npusimMemcpyHostToDevice) == npusimErrorInvalidDevicePointer);
+  EXPECT(host_copy_calls == 2);
+  EXPECT(npusimSetHostCopyFn(nullptr) == npusimSuccess);
+  EXPECT(npusimMemcpy(dev, host.data(), big, npusimMemcpyHostToDevice) == npusimSuccess);
+  EXPECT(host_copy_calls == 2);
+  EXPECT(npusimFree(dev) == npusimSuccess);
+}
+
 int main() {
   test_devices();
   test_memory_capacity_and_pointers();
   test_copies_are_bounds_checked();
   test_streams_and_events();
+  test_host_copy_function();
   std::printf("%s\n", failures ? "runtime tests FAILED" : "runtime tests passed");
   return failures ? 1 : 0;
 }
