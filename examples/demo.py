@@ -1,5 +1,8 @@
 """A tour of the simulated NPU: devices, memory, streams and events, and a small model
 trained on npusim, checked against the same training run on the CPU."""
+import os
+import subprocess
+import sys
 import time
 
 import torch
@@ -83,6 +86,17 @@ def main() -> None:
         print(f"  rank {rank} on npusim:{rank} ({transport}): losses {' '.join(f'{v:.4f}' for v in losses)}"
               f"   weights checksum {checksum:.6f}")
     print(f"replicas identical after training: {len({r[3] for r in reports}) == 1}")
+
+    banner("A rank is SIGKILLed mid-training: the survivors carry on")
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "elastic_ddp.py")
+    for mode in ("shrink", "survivor"):
+        out = subprocess.run([sys.executable, example, "--mode", mode], capture_output=True, text=True, timeout=300)
+        lines = out.stdout.splitlines()
+        print(f"examples/elastic_ddp.py --mode {mode}:\n  {lines[0]}\n  rank 0's timeline, from the kill:")
+        for line in [l for l in lines if l.strip().startswith(("+", "-")) and "ms" in l][:6]:
+            print("  " + line)
+        for line in [l for l in lines if l.startswith("survivors") or "first completed" in l]:
+            print("  " + line)
 
 
 def _free_port() -> int:
