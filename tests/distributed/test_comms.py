@@ -175,13 +175,15 @@ def aborter():
     stamps["abort"] = time.monotonic()
     comm.abort()
     stamps["abort_returned"] = time.monotonic()
-threading.Thread(target=aborter).start()
+thread = threading.Thread(target=aborter)
+thread.start()
 try:
     work.wait()
     report(wait="returned")
 except Exception as e:
     failed_at = time.monotonic()
     report(wait=type(e).__name__, message=str(e))
+thread.join()  # the wait may fail before abort() has returned
 report(pending=pending, cancel_s=failed_at - stamps["abort"], abort_call_s=stamps["abort_returned"] - stamps["abort"],
        status=work.status().name, is_aborted=comm.is_aborted(),
        next=errors(lambda: comm.all_reduce(t, ReduceOp.SUM, async_op=False)), abort_again=errors(comm.abort))
@@ -197,7 +199,9 @@ def test_abort_cancels_a_collective_blocked_on_a_stopped_peer():
     assert r0.result("pending") == "INPROGRESS"
     assert r0.result("wait") == "DistBackendError" and "aborted" in r0.result("message")
     print(f"\nabort -> in-flight all_reduce failed after {r0.result('cancel_s') * 1000:.1f} ms")
-    assert r0.result("cancel_s") < 1.0 and r0.result("abort_call_s") < 0.1
+    # abort() returns and fails the work within 100 ms on a quiet machine (printed above);
+    # the bounds leave room for a loaded one, where either thread may wait for a core
+    assert r0.result("cancel_s") < 2.0 and r0.result("abort_call_s") < 1.0
     assert r0.result("status") == "ERROR" and r0.result("is_aborted") is True
     assert r0.result("next").startswith("RuntimeError") and "aborted" in r0.result("next")
     assert r0.result("abort_again") == "no error"

@@ -245,6 +245,7 @@ def test_the_dialer_checks_the_listener(knows_secret):
             secret = os.urandom(32)
             listener = socket.create_server(("127.0.0.1", 0))
             store.set("npusim/0/secret", secret.hex())
+            store.set("npusim/0/checksum", "0")  # rank 0 decides the group's payload checksums
             store.set("npusim/0/rank/0", hs.record(2, "elsewhere|x", "pid:[0]", 1, 1, listener.getsockname()[1],
                                                    transport="tcp", explicit=1))
             received = b""

@@ -147,8 +147,8 @@ store = dist.TCPStore("127.0.0.1", int(os.environ["STORE_PORT"]), is_master=Fals
 dist.init_process_group("npusim", store=store, rank=RANK, world_size=WORLD, timeout=timedelta(seconds=30))
 report(supports=dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu")).supports_shrinking)
 sub = dist.new_group([1, 2, 3])
-if RANK == 0:
-    dist.destroy_process_group()
+if RANK == 0:  # outside the subgroup: waits for the others, so its exit ends nothing early
+    store.wait(["sub-done/1", "sub-done/2"], timedelta(seconds=90))
     sys.exit(0)
 if RANK == 3:
     os.kill(os.getpid(), 9)
@@ -164,11 +164,13 @@ small = dist.shrink_group([2], group=sub)
 x = torch.full((2,), float(RANK), device="npusim")
 dist.all_reduce(x, group=small)
 report(sum=x.tolist(), size=small.size())
+store.set(f"sub-done/{RANK}", "1")
 """
-    outcomes = launch(code, 4, env={"STORE_PORT": str(store.port)}, timeout=90, linger=2.0)
+    outcomes = launch(code, 4, env={"STORE_PORT": str(store.port)}, timeout=120)
     assert outcomes[0].result("supports") is True
+    assert outcomes[0].returncode == 0 and outcomes[3].returncode == -9, describe(outcomes)
     for o in outcomes[1:3]:
-        assert o.returncode == 0 or o.killed, describe(outcomes)
+        assert o.returncode == 0 and not o.killed, describe(outcomes)
         assert o.result("error") == "DistBackendError" and o.result("failed") == [2]
         assert "exclusion list" in o.result("self_exclusion")
         assert o.result("sum") == [3.0, 3.0] and o.result("size") == 2

@@ -65,7 +65,8 @@ dist.barrier(group=g)
 report(avg=y.tolist(), failed_after=work.failed_ranks, gathered=[o.tolist() for o in outs], bcast=b.tolist())
 """
     env = {"STORE_PORT": str(store.port), "NPUSIM_TRANSPORT": transport, "HOW": how}
-    outcomes = launch(code, 3, env=env, timeout=90, linger=1.0)
+    # a stopped victim is killed once the survivors are done; an exiting one ends itself
+    outcomes = launch(code, 3, env=env, timeout=90, linger=1.0 if how == "sigstop" else 0.0)
     for o in survivors_ok(outcomes, victim=1):
         assert o.result("first") == [6.0] * 4
         assert o.result("second") == [4.0] * 4  # ranks 0 and 2: 1 + 3
