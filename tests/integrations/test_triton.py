@@ -20,29 +20,7 @@ from torch_npu_sim.integrations.triton import kernels  # noqa: E402
 DEVICE = "npusim"
 
 
-@pytest.fixture
-def no_host_copies(monkeypatch):
-    """Fails the test if an npusim storage or tensor is copied to the CPU during it."""
-    copies = []
-    storage_cpu, tensor_cpu = torch.UntypedStorage.cpu, torch.Tensor.cpu
-
-    def spy_storage_cpu(self, *args, **kwargs):
-        if self.device.type == DEVICE:
-            copies.append("UntypedStorage.cpu")
-        return storage_cpu(self, *args, **kwargs)
-
-    def spy_tensor_cpu(self, *args, **kwargs):
-        if self.device.type == DEVICE:
-            copies.append("Tensor.cpu")
-        return tensor_cpu(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.UntypedStorage, "cpu", spy_storage_cpu)
-    monkeypatch.setattr(torch.Tensor, "cpu", spy_tensor_cpu)
-    before = npusim_triton.counters()["zero_copy_launches"]
-    yield copies
-    monkeypatch.undo()
-    assert copies == [], f"npusim memory was copied to the host: {copies}"
-    assert npusim_triton.counters()["zero_copy_launches"] > before
+# no_host_copies: tests/conftest.py
 
 
 def _check(out: torch.Tensor, expected: torch.Tensor, **tolerances) -> None:
