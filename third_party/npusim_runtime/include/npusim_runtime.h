@@ -138,6 +138,32 @@ npusimError_t npusimEventSynchronize(npusimEvent_t event);
 npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end);
 npusimError_t npusimEventGetDevice(npusimEvent_t event, int* device);
 
+
+/* protected memory.
+   With NPUSIM_PROTECT_MEMORY=1 (read once) device allocations are page-aligned mappings that
+   host code cannot read or write except inside a device-access scope, which the runtime
+   opens around every launched function, copy and fill. Host code touching device memory
+   outside one is reported on stderr (address, allocation, native backtrace) and the process
+   ends. The scope is process-wide and counted (pages open on 0 -> 1, close on 1 -> 0), so
+   while one thread is inside a scope another thread's direct access goes unnoticed.
+   Clients that run device work outside the runtime's launches (a collective engine's
+   progress thread, say) open a scope themselves. Begin/End nest; without the mode they cost
+   one check. */
+npusimError_t npusimDeviceAccessBegin(void);
+npusimError_t npusimDeviceAccessEnd(void); /* InvalidValue when no scope is open */
+int npusimProtectedMemoryEnabled(void);    /* 1 in NPUSIM_PROTECT_MEMORY=1 mode */
+uint64_t npusimDeviceAccessOpenings(void); /* 0 -> 1 transitions so far (each costs mprotects) */
+
 #ifdef __cplusplus
 }
+#endif
+
+#ifdef __cplusplus
+/* a device-access scope for the lifetime of a C++ object */
+struct npusimDeviceAccessScope {
+  npusimDeviceAccessScope() { npusimDeviceAccessBegin(); }
+  ~npusimDeviceAccessScope() { npusimDeviceAccessEnd(); }
+  npusimDeviceAccessScope(const npusimDeviceAccessScope&) = delete;
+  npusimDeviceAccessScope& operator=(const npusimDeviceAccessScope&) = delete;
+};
 #endif

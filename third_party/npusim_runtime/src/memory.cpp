@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 
+#include "protect.h"
 #include "runtime_internal.h"
 
 namespace npusim_rt {
@@ -41,8 +42,11 @@ npusimError_t allocate(void** ptr, size_t size, int device) {
     } while (!state.used.compare_exchange_weak(used, used + size));
   }
   void* p = nullptr;
-  // large blocks come from mmap inside malloc: pages are committed on first touch
-  if (posix_memalign(&p, kAlignment, size) != 0) {
+  // large blocks come from mmap inside malloc: pages are committed on first touch;
+  // protected device memory is its own mapping, so that it can be made inaccessible
+  bool is_protected = device >= 0 && protect_enabled();
+  if (is_protected) p = protected_alloc(size, device);
+  if (is_protected ? p == nullptr : posix_memalign(&p, kAlignment, size) != 0) {
     if (device >= 0) runtime().devices[device].used.fetch_sub(size);
     return npusimErrorMemoryAllocation;
   }
@@ -65,7 +69,8 @@ npusimError_t release(void* ptr, bool device_memory) {
     alloc = it->second;
     registry().erase(it);
   }
-  std::free(ptr);
+  if (alloc.device >= 0 && protect_enabled()) protected_free(ptr);
+  else std::free(ptr);
   if (alloc.device >= 0) runtime().devices[alloc.device].used.fetch_sub(alloc.size);
   return npusimSuccess;
 }

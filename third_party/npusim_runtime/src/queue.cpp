@@ -222,6 +222,7 @@ npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, voi
   int& device = current_device();
   int saved = device;
   device = stream->device;
+  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
   fn(arg);
   device = saved;
   return npusimSuccess;
@@ -237,6 +238,7 @@ npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusim
   if ((src_device && !device_range_ok(src, count)) || (dst_device && !device_range_ok(dst, count)))
     return npusimErrorInvalidDevicePointer;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
+  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
   copy_bytes(dst, src, count);
   return npusimSuccess;
 }
@@ -255,6 +257,7 @@ npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream
   if (count == 0) return npusimSuccess;
   if (!device_range_ok(dst, count)) return npusimErrorInvalidDevicePointer;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
+  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
   std::memset(dst, value, count);
   return npusimSuccess;
 }
