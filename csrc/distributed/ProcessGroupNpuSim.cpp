@@ -12,6 +12,7 @@
 
 #include "distributed/ArgumentChecks.h"
 #include "distributed/ErrorMessage.h"
+#include "npusim_runtime.h"
 #include "distributed/Rendezvous.h"
 #include "distributed/Staging.h"
 
@@ -226,6 +227,7 @@ void ProcessGroupNpuSim::run_worker() {
         }
         lock.unlock();
         try {
+          npusimDeviceAccessScope device_access;  // protected memory: transfers read and write device memory
           comm_->drive_p2p(stop_driving);
         } catch (...) {
           comm_->fail_p2p(std::current_exception());
@@ -237,6 +239,7 @@ void ProcessGroupNpuSim::run_worker() {
       queue_.pop_front();
     }
     try {
+      npusimDeviceAccessScope device_access;  // protected memory: collectives read and write device memory
       comm_->health().throw_if_unhealthy();
       if (job.make_transfer) {
         comm_->post(job.make_transfer());

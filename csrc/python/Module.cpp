@@ -98,6 +98,13 @@ PYBIND11_MODULE(_C, m) {
     return py::reinterpret_steal<py::object>(THPGenerator_initDefaultGenerator(default_generator(index_or_current(device))));
   });
   m.def("_launch_count", [](int64_t device) { return launch_count(index_or_current(device)); });
+  // protected memory (NPUSIM_PROTECT_MEMORY=1): compiled kernels that take raw pointers run inside a device-access scope
+  m.def("_protected_memory", [] { return npusimProtectedMemoryEnabled() != 0; });
+  m.def("_device_access_openings", [] { return npusimDeviceAccessOpenings(); });
+  m.def("_call_with_device_access", [](py::function fn, py::args args) {
+    npusimDeviceAccessScope scope;
+    return fn(*args);
+  });
   m.def("_stream_priority_range", [] {
     int least = 0, greatest = 0;
     NPUSIM_CHECK(npusimDeviceGetStreamPriorityRange(&least, &greatest));

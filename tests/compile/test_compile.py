@@ -72,7 +72,8 @@ class CountComputeOps(TorchDispatchMode):
 def kernel_launches(wrapper_code: str) -> list[str]:
     """Kernel calls in the generated wrapper's call(): fused C++ kernels and extern/aten kernels."""
     call_body = wrapper_code[wrapper_code.index("def call("):]
-    return re.findall(r"^\s+(?:\w+ = )?(cpp_fused_\w+|extern_kernels\.\w+|aten\.\w+|torch\.ops\.\w+\.\w+)\(",
+    # C++ kernels are called through npusim_kernel_call (a device-access scope)
+    return re.findall(r"^\s+(?:\w+ = )?(?:npusim_kernel_call\()?(cpp_fused_\w+|extern_kernels\.\w+|aten\.\w+|torch\.ops\.\w+\.\w+)[(,]",
                       call_body, re.M)
 
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from .. import _C
 from .. import device as _npusim
+
+# kernel(*args) inside a device-access scope: compiled kernels read npusim memory directly
+npusim_kernel_call = _C._call_with_device_access
 
 _devices = [torch.device("npusim", index) for index in range(_npusim.device_count())]
 

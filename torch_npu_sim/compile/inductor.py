@@ -70,7 +70,7 @@ class _NpuSimWrapperMixin:
     def write_header(self) -> None:
         super().write_header()
         if not isinstance(self, SubgraphPythonWrapperCodegen):
-            self.imports.writeline("from torch_npu_sim.compile._runtime import empty_strided_npusim")
+            self.imports.writeline("from torch_npu_sim.compile._runtime import empty_strided_npusim, npusim_kernel_call")
 
     def make_allocation(self, name, device, dtype, shape, stride, allocation_shape=None, is_pinned=False):
         if device.type != DEVICE_TYPE or torch._inductor.config.test_configs.track_memory_lifecycle:
@@ -87,6 +87,11 @@ class _NpuSimWrapperMixin:
         if shape_code != allocation_shape_code:
             out += f".as_strided({shape_code}, {stride_code})"
         return out
+
+    def wrap_kernel_call(self, name, call_args):
+        # a C++ kernel reads npusim memory through raw pointers: it is a kernel launch, so
+        # it runs inside a device-access scope (NPUSIM_PROTECT_MEMORY=1 checks that)
+        return f"npusim_kernel_call({', '.join([name, *call_args])}){self.ending}"
 
     def _generate_kernel_call_helper(self, kernel_name, call_args, *, device=None, triton=True, **kwargs):
         device = device or V.graph.get_current_device_or_throw()
