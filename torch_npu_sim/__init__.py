@@ -62,6 +62,10 @@ def _load() -> None:
     _distributed.register_backend()
     _compile.register()
     atexit.register(_let_autograd_device_threads_settle)
+    if "NPUSIM_SANITIZER" in __import__("os").environ:  # the stream sanitizer (torch_npu_sim.sanitizer)
+        from .sanitizer import _enable_from_environment
+
+        _enable_from_environment()
 
 
 def _warn_unavailable(reason: str) -> None:

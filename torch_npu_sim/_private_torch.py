@@ -185,6 +185,12 @@ APIS: tuple[PrivateApi, ...] = (
                params=("backend",)),
     PrivateApi("torch.distributed.distributed_c10d:_check_valid_timeout", _DIST, "monitored_barrier",
                params=("timeout",)),
+    # --- the stream sanitizer ------------------------------------------------------
+    PrivateApi("torch.utils._python_dispatch:TorchDispatchMode", "torch_npu_sim/sanitizer/races.py",
+               "sees every ATen op on npusim tensors (as torch.cuda._sanitizer does)",
+               members=("__enter__", "__exit__")),
+    PrivateApi("torch.utils._pytree:tree_leaves", "torch_npu_sim/sanitizer/races.py",
+               "finds the tensors in an op's arguments and results", params=("tree",)),
 )
 
 # C++: private headers and symbols (listed, and checked for presence in the installed headers).
