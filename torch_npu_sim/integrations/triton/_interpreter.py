@@ -24,6 +24,7 @@ import triton
 from triton.runtime import interpreter
 from triton.runtime.jit import JITFunction, TensorWrapper
 
+from ..._C import _call_with_device_access
 from . import _libdevice
 
 DEVICE_TYPE = "npusim"
@@ -136,7 +137,9 @@ def _wrap_executor_call(original):
             _libdevice.acquire()
         _local.depth = getattr(_local, "depth", 0) + 1
         try:
-            return original(self, *args_dev, **kwargs)
+            # the kernel reads and writes npusim memory in place: a kernel launch, inside a
+            # device-access scope (NPUSIM_PROTECT_MEMORY=1 checks that)
+            return _call_with_device_access(lambda: original(self, *args_dev, **kwargs))
         finally:
             _local.depth -= 1
             with _lock:
