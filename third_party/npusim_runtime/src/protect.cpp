@@ -50,9 +50,18 @@ size_t page_size() {
   return size;
 }
 
+// One mprotect per run of adjacent mappings (the kernel tends to place new mappings next
+// to each other), so the cost follows the address-space layout, not the allocation count.
 void set_all(int prot) {
-  for (auto& [base, region] : regions())
-    mprotect(reinterpret_cast<void*>(base), region.mapped, prot);
+  uintptr_t run_start = 0, run_end = 0;
+  for (auto& [base, region] : regions()) {
+    if (base != run_end) {
+      if (run_end > run_start) mprotect(reinterpret_cast<void*>(run_start), run_end - run_start, prot);
+      run_start = base;
+    }
+    run_end = base + region.mapped;
+  }
+  if (run_end > run_start) mprotect(reinterpret_cast<void*>(run_start), run_end - run_start, prot);
 }
 
 // Only async-signal-safe calls from here on: write(2), not stdio.
