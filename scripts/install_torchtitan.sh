@@ -6,6 +6,7 @@
 set -euo pipefail
 TORCHTITAN_VERSION=0.3.0
 bash "$(dirname "$0")/install_triton.sh"
+bash "$(dirname "$0")/install_torchft.sh"  # the torchft extra (tests/integrations/test_torchft.py)
 if python -c "import importlib.metadata as m; assert m.version('torchtitan') == '$TORCHTITAN_VERSION'" 2>/dev/null; then
     echo "torchtitan $TORCHTITAN_VERSION already installed"; exit 0
 fi

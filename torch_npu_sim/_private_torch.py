@@ -57,6 +57,7 @@ _DIST = "torch_npu_sim/distributed/__init__.py"
 _SHRUNK = "torch_npu_sim/distributed/_shrunk_group.py"
 
 _COMMS = "torch_npu_sim/comms/"
+_TORCHFT = "torch_npu_sim/integrations/torchft/process_group.py"
 
 APIS: tuple[PrivateApi, ...] = (
     # --- the package itself --------------------------------------------------------
@@ -191,6 +192,22 @@ APIS: tuple[PrivateApi, ...] = (
                members=("__enter__", "__exit__")),
     PrivateApi("torch.utils._pytree:tree_leaves", "torch_npu_sim/sanitizer/races.py",
                "finds the tensors in an op's arguments and results", params=("tree",)),
+    # --- torchft integration (as torchft's own ProcessGroupGloo does) -----------------
+    PrivateApi("torch.distributed:ProcessGroup._set_default_backend", _TORCHFT,
+               "each torchft configuration's ProcessGroup runs on its npusim backend"),
+    PrivateApi("torch.distributed:ProcessGroup._register_backend", _TORCHFT,
+               "registers that backend for npusim and CPU tensors"),
+)
+
+# torchft (0.2.0) internals the torchft integration relies on: (module:attr, where, why).
+# tests/integrations/test_torchft.py checks they exist on the installed torchft.
+TORCHFT_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
+    ("torchft.process_group:ProcessGroupWrapper._create_pg", _TORCHFT,
+     "the hook a reconfigurable process group overrides to build each configuration's group"),
+    ("torchft.process_group:ProcessGroupWrapper._timeout", _TORCHFT,
+     "set_timeout's value (an instance attribute): the collectives' and store's timeout"),
+    ("torchft.process_group:ProcessGroupWrapper._replica_id", _TORCHFT, "names each npusim group"),
+    ("torchft.process_group:ProcessGroupWrapper._quorum_id", _TORCHFT, "names each npusim group"),
 )
 
 # C++: private headers and symbols (listed, and checked for presence in the installed headers).
