@@ -39,7 +39,9 @@ void initDistributedBindings(PyObject* module) {
     using dist::ProcessGroupNpuSim;
     py::class_<ProcessGroupNpuSim, c10d::Backend, c10::intrusive_ptr<ProcessGroupNpuSim>>(m, "ProcessGroupNpuSim")
         .def_property_readonly("transport", &ProcessGroupNpuSim::transport_name,
-                               "The transport this group uses: 'shm' or 'tcp'.")
+                               "The transport this group uses: 'shm', 'tcp' or 'mixed' (both, per pair).")
+        .def_property_readonly("peer_transports", &ProcessGroupNpuSim::peer_transports,
+                               "Per group rank: how this rank reaches it, 'self', 'shm' or 'tcp'.")
         .def_property_readonly("failed_ranks", &ProcessGroupNpuSim::failed_ranks,
                                "Group ranks named by the group's first failure ([] while healthy).")
         .def_property_readonly("health", &ProcessGroupNpuSim::health_state,

@@ -80,6 +80,9 @@ class Communicator {
   void set_op_timeout(std::chrono::milliseconds t) { op_timeout_ = t; }
   Transport& transport() { return *transport_; }
   const char* transport_name() const { return transport_->name(); }
+  // Per rank of the group: "self", "shm" or "tcp" (how this rank reaches it).
+  void set_peer_transports(std::vector<std::string> kinds) { peer_transports_ = std::move(kinds); }
+  const std::vector<std::string>& peer_transports() const { return peer_transports_; }
   // Payload checksums (NPUSIM_CHECKSUM, agreed at rendezvous): senders put the CRC32C of
   // every payload in its header, receivers verify it as the bytes arrive.
   void set_checksum(bool on) { checksum_ = on; }
@@ -144,6 +147,7 @@ class Communicator {
   std::vector<uint8_t> scratch_;
   std::chrono::milliseconds op_timeout_{0};
   bool checksum_ = false;
+  std::vector<std::string> peer_transports_;
   // The collective whose fault is planned, and the part not yet given to a message.
   bool fault_planned_ = false;
   uint64_t fault_seq_ = 0;

@@ -111,7 +111,7 @@ class Connector {
  public:
   Connector(int listen_fd, const std::vector<PeerAddress>& lower, const HandshakeSpec& spec)
       : listen_fd_(listen_fd), lower_(lower), spec_(spec),
-        fds_(spec.world, std::vector<int>(spec.channels, -1)), redials_(spec.world, 0) {}
+        fds_(spec.world, std::vector<int>(max_channels(spec), -1)), redials_(spec.world, 0) {}
 
   ~Connector() {
     for (auto& c : conns_)
@@ -123,7 +123,7 @@ class Connector {
 
   std::vector<std::vector<int>> run(const std::function<void()>& watch) {
     for (int p = 0; p < spec_.rank; ++p)
-      for (int ch = 0; ch < spec_.channels; ++ch) dial(p, ch);
+      for (int ch = 0; ch < channels_of(p); ++ch) dial(p, ch);
     auto next_watch = Clock::now();
     while (missing() > 0) {
       auto now = Clock::now();
@@ -138,10 +138,16 @@ class Connector {
   }
 
  private:
+  static int max_channels(const HandshakeSpec& s) {
+    int n = s.channels;
+    for (int c : s.peer_channels) n = std::max(n, c);
+    return n;
+  }
+  int channels_of(int peer) const { return spec_.peer_channels.empty() ? spec_.channels : spec_.peer_channels[peer]; }
   int missing() const {
     int n = 0;
     for (int p = 0; p < spec_.world; ++p)
-      for (int ch = 0; ch < spec_.channels; ++ch) n += p != spec_.rank && fds_[p][ch] < 0;
+      for (int ch = 0; ch < channels_of(p); ++ch) n += p != spec_.rank && fds_[p][ch] < 0;
     return n;
   }
   std::string where(int peer) const { return lower_[peer].host + ":" + std::to_string(lower_[peer].port); }
@@ -174,7 +180,7 @@ class Connector {
     std::string to, from;
     for (int p = 0; p < spec_.world; ++p) {
       bool gap = false;
-      for (int ch = 0; ch < spec_.channels; ++ch) gap |= p != spec_.rank && fds_[p][ch] < 0;
+      for (int ch = 0; ch < channels_of(p); ++ch) gap |= p != spec_.rank && fds_[p][ch] < 0;
       std::string& list = p < spec_.rank ? to : from;
       if (gap) list += (list.empty() ? "" : ", ") + std::to_string(p);
     }
@@ -288,7 +294,7 @@ class Connector {
         uint32_t status = h.version != kHandshakeVersion     ? kBadVersion
                           : h.world != spec_.world           ? kBadWorld
                           : h.generation != spec_.generation ? kBadGeneration
-                          : h.rank <= spec_.rank || h.rank >= spec_.world || h.channel >= spec_.channels
+                          : h.rank <= spec_.rank || h.rank >= spec_.world || h.channel >= channels_of(h.rank)
                               ? kUnexpected
                               : kOk;
         c.challenge = Challenge{kHelloMagic, status, spec_.rank, 0, {}, {}};

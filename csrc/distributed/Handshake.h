@@ -32,6 +32,9 @@ struct HandshakeSpec {
   int rank = 0;
   int world = 1;
   int channels = 1;  // connections per pair of ranks
+  // When set (one entry per rank): connections to each peer, overriding `channels`
+  // (a group mixing transports needs data sockets only towards its TCP peers).
+  std::vector<int> peer_channels;
   uint64_t generation = 0;
   Secret secret{};
   std::chrono::steady_clock::time_point deadline;

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,7 +16,7 @@
 namespace torch_npu_sim::dist {
 namespace {
 
-constexpr int kJoinVersion = kWireVersion * 100 + 2;  // the handshake is version 2
+constexpr int kJoinVersion = kWireVersion * 100 + 3;  // handshake version 2; host identity of version 3
 // PeerMonitor sends a heartbeat every 100 ms; a peer timeout needs many of them so that a
 // busy but healthy rank (a loaded machine, a long kernel) is not declared hung.
 constexpr double kMinPeerTimeoutS = 1.0;
@@ -27,12 +28,31 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-std::string host_identity() {
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
+// Where a rank runs, as far as sharing memory goes. Two ranks are on one host when they
+// share the kernel (boot id), the network namespace (namespaces stand for hosts: ranks in
+// two of them talk over the network between them, as separate machines would) and the
+// same /dev/shm (its device: containers with a private /dev/shm differ; mount namespaces
+// alone do not count, since `ip netns exec` gives every process one of its own).
+// The host name (UTS namespace) counts too: a process told it runs elsewhere is believed.
+std::string namespace_inode(const char* which) {
+  struct stat st {};
+  return stat((std::string("/proc/self/ns/") + which).c_str(), &st) == 0 ? std::to_string(st.st_ino) : "?";
+}
+
+std::string boot_id() {
   std::string boot;
   std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
-  return std::string(host) + "|" + boot;
+  return boot.empty() ? "?" : boot;
+}
+
+std::string host_identity(const std::string& override_id) {
+  if (!override_id.empty()) return "id:" + override_id;
+  const std::string boot = boot_id();
+  struct stat shm {};
+  std::string shm_dev = stat("/dev/shm", &shm) == 0 ? std::to_string(shm.st_dev) + "." + std::to_string(shm.st_ino) : "?";
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string("name:") + host + ",boot:" + boot + ",net:" + namespace_inode("net") + ",shm:" + shm_dev;
 }
 
 std::string pid_namespace() {
@@ -98,6 +118,10 @@ LocalSettings read_settings() {
   if (!env("NPUSIM_SHM_RING_BYTES").empty()) s.ring_bytes = parse_bytes(env("NPUSIM_SHM_RING_BYTES"));
   if (!env("NPUSIM_PEER_TIMEOUT").empty()) s.peer_timeout = parse_peer_timeout(env("NPUSIM_PEER_TIMEOUT"));
   s.socket_addr = env("NPUSIM_SOCKET_ADDR");
+  s.host_id = env("NPUSIM_HOST_ID");
+  TORCH_CHECK(s.host_id.size() <= 128 && s.host_id.find_first_not_of(
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == std::string::npos,
+              "npusim: NPUSIM_HOST_ID must be at most 128 letters, digits or '._:-', got '", s.host_id, "'");
   return s;
 }
 
@@ -105,8 +129,8 @@ JoinRecord local_record(int world, const LocalSettings& settings, const std::str
   JoinRecord r;
   r.world = world;
   r.version = kJoinVersion;
-  r.host = host_identity();
-  r.pidns = pid_namespace();
+  r.host = host_identity(settings.host_id);
+  r.pidns = boot_id() + "/" + pid_namespace();  // pids compare only under one kernel
   r.pid = getpid();
   char state = 0;
   read_stat(r.pid, &state, &r.start_time);

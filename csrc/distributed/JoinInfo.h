@@ -16,6 +16,7 @@ struct LocalSettings {
   uint64_t ring_bytes = 1 << 20;   // NPUSIM_SHM_RING_BYTES
   std::chrono::milliseconds peer_timeout{0};  // NPUSIM_PEER_TIMEOUT (0: group timeout only)
   std::string socket_addr;         // NPUSIM_SOCKET_ADDR ("" when unset)
+  std::string host_id;             // NPUSIM_HOST_ID ("" when unset: detected)
 };
 // Throws c10::Error naming the variable and the accepted values on a bad setting.
 LocalSettings read_settings();
@@ -24,7 +25,7 @@ struct JoinRecord {
   std::string error;  // set: this rank could not join, and why (nothing else is set)
   int world = 0;
   int version = 0;    // wire and handshake version
-  std::string host;   // host name and boot id: ranks that can share memory
+  std::string host;   // host identity (boot id, namespaces, /dev/shm): ranks that share memory
   std::string pidns;  // pid namespace: where `pid` means something
   int64_t pid = 0;
   uint64_t start_time = 0;  // of `pid`, so that a reused pid is not taken for it

@@ -44,6 +44,7 @@ class ProcessGroupNpuSim : public c10d::Backend {
   c10::intrusive_ptr<c10d::Backend> shrink(const std::vector<int64_t>& ranks_to_exclude, int shrink_flags = 0,
                                            const c10::intrusive_ptr<Options>& opts_override = nullptr) override;
   std::string transport_name() const { return comm_->transport_name(); }
+  std::vector<std::string> peer_transports() const { return comm_->peer_transports(); }
   // Why the group stopped working, for recovery code: the ranks named by the first
   // failure (a dead, stopped or mismatched peer; this rank for a local error) and the state.
   std::vector<int> failed_ranks() const { return comm_->health().failed_ranks(); }

@@ -6,9 +6,11 @@
 //   2. addresses: ranks on several hosts without NPUSIM_SOCKET_ADDR re-listen on a
 //      routable address and publish it (one host: loopback, known from step 1).
 //   3. connections: dial lower ranks, accept higher ones, mutual HMAC proof (Handshake).
-//   4. commit over the control connections: rank 0 creates the shared memory, the others
-//      map it and say so, rank 0 unlinks it and tells everyone the outcome, so the group
-//      is created on all ranks or on none.
+//   4. commit over the control connections: each host's lowest rank creates that host's
+//      shared memory, the host's other ranks map it and say so, it unlinks it and reports
+//      to rank 0, which tells everyone the outcome, so the group is created on all ranks
+//      or on none. Pairs on one host use shared memory, pairs across hosts TCP; a host
+//      is a kernel, network namespace and /dev/shm (JoinInfo.h), or NPUSIM_HOST_ID.
 // While waiting, a rank watches the store for failures reported by others and, on its
 // own host, whether the processes that joined are still alive.
 #include "distributed/Rendezvous.h"
@@ -120,8 +122,24 @@ class Joiner {
     for (int r = 1; r < world && wanted == "shm"; ++r)
       TORCH_CHECK(records_[r]->host == records_[0]->host, "npusim: NPUSIM_TRANSPORT=shm (rank 0) needs all ranks on ",
                   "one host, but rank ", r, " is on another");
-    const bool shm = wanted != "tcp" && one_host;
-    check_agreement(shm);
+    // Per pair: shared memory between ranks on one host (unless rank 0 asked for TCP),
+    // TCP between hosts. Each host's ranks share one segment, led by their lowest rank.
+    leader_.assign(world, 0);
+    for (int r = 0; r < world; ++r) {
+      leader_[r] = r;
+      for (int q = 0; q < r && wanted != "tcp"; ++q)
+        if (records_[q]->host == records_[r]->host) {
+          leader_[r] = q;
+          break;
+        }
+    }
+    tcp_only_ = wanted == "tcp";
+    bool any_shm = false;
+    for (int r = 0; r < world; ++r) {
+      if (leader_[r] == leader_[me]) locals_.push_back(r);
+      any_shm |= leader_[r] != r;
+    }
+    check_agreement(any_shm);
 
     std::vector<PeerAddress> lower(me);
     if (!one_host && !records_[me]->addr_explicit) relisten();
@@ -138,7 +156,8 @@ class Joiner {
     HandshakeSpec spec;
     spec.rank = me;
     spec.world = world;
-    spec.channels = shm ? 1 : 3;
+    spec.peer_channels.assign(world, 3);  // control, collective data, point-to-point data
+    for (int p : locals_) spec.peer_channels[p] = 1;  // data goes through shared memory
     spec.generation = generation_;
     spec.secret = secret_;
     spec.deadline = deadline_;
@@ -147,21 +166,33 @@ class Joiner {
     close(std::exchange(listen_fd_, -1));  // nobody may connect once the group is up
     control_.assign(world, -1);
     data_.assign(world, std::vector<int>(kLanes, -1));
+    std::vector<int> shm_index(world, -1);
+    for (size_t i = 0; i < locals_.size(); ++i) shm_index[locals_[i]] = static_cast<int>(i);
+    std::vector<std::string> kinds(world);
     for (int p = 0; p < world; ++p) {
       control_[p] = fds[p][kControl];
-      if (!shm) {
+      kinds[p] = p == me ? "self" : shm_index[p] >= 0 ? "shm" : "tcp";
+      if (p != me && shm_index[p] < 0) {
         data_[p][0] = fds[p][kDataCollective];
         data_[p][1] = fds[p][kDataP2P];
       }
     }
-    std::unique_ptr<ShmSegment> seg = commit(shm);
+    std::unique_ptr<ShmSegment> seg = commit();
 
     auto health = std::make_shared<GroupHealth>(config_.name);
     auto monitor = std::make_unique<PeerMonitor>(me, std::exchange(control_, {}), *health, settings_.peer_timeout);
-    std::unique_ptr<Transport> transport = shm ? make_shm_transport(std::move(seg), me, world, settings_.ring_bytes)
-                                               : make_tcp_transport(std::exchange(data_, {}), me);
+    const int nlocal = static_cast<int>(locals_.size());
+    std::unique_ptr<Transport> transport;
+    if (nlocal == world && seg)
+      transport = make_shm_transport(std::move(seg), me, world, settings_.ring_bytes);
+    else if (nlocal == 1)
+      transport = make_tcp_transport(std::exchange(data_, {}), me);
+    else
+      transport = make_mixed_transport(make_shm_transport(std::move(seg), shm_index[me], nlocal, settings_.ring_bytes),
+                                       make_tcp_transport(std::exchange(data_, {}), me), shm_index);
     auto comm = std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
     comm->set_checksum(checksum_);
+    comm->set_peer_transports(std::move(kinds));
     return comm;
   }
 
@@ -184,49 +215,74 @@ class Joiner {
     publish("addr/" + std::to_string(config_.rank), bound + " " + std::to_string(port_));
   }
 
-  // Step 4 (see the top of the file); returns the mapped segment on shared memory.
-  std::unique_ptr<ShmSegment> commit(bool shm) {
-    const int world = config_.world, me = config_.rank;
+  // Step 4 (see the top of the file); returns this host's mapped segment, if it has one.
+  // Each host's leader creates the segment and offers it to the host's other ranks; they
+  // map it and say so; the leader unlinks it and reports to rank 0 (a leader itself),
+  // which tells every rank the outcome.
+  std::unique_ptr<ShmSegment> commit() {
+    const int world = config_.world, me = config_.rank, lead = locals_[0];
+    const int nlocal = static_cast<int>(locals_.size());
+    auto exited = [](int p) { return "npusim: rank " + std::to_string(p) + " exited while the group was being created"; };
     std::unique_ptr<ShmSegment> seg;
     std::string error;
     SetupType type;
     std::string payload;
-    if (me == 0) {
+    std::vector<SetupReader> readers(world);
+    if (me == lead) {
       try {
-        if (shm) seg = shm_create(world, settings_.ring_bytes);
+        if (nlocal > 1 || (world == 1 && !tcp_only_)) seg = shm_create(nlocal, settings_.ring_bytes);
       } catch (const std::exception& e) {
-        error = "npusim: rank 0 could not create the shared memory: " + message_of(e);
+        error = "npusim: rank " + std::to_string(me) + " could not create the shared memory: " + message_of(e);
       }
-      for (int p = 1; p < world && error.empty(); ++p)
-        if (!send_setup(control_[p], SetupType::Offer, seg ? seg->name : "", deadline_))
-          error = "npusim: rank " + std::to_string(p) + " exited while the group was being created";
-      std::vector<SetupReader> readers(world);
-      for (int p = 1; p < world && error.empty(); ++p) {
-        if (!await(p, &readers[p], &type, &payload) || type != SetupType::Ready)
-          error = "npusim: rank " + std::to_string(p) + " exited while the group was being created";
-        else if (!payload.empty())
+      // Every local rank gets an offer (empty when there is no segment) and answers it.
+      std::vector<bool> reached(world, false);
+      for (int i = 1; i < nlocal; ++i) {
+        reached[locals_[i]] = send_setup(control_[locals_[i]], SetupType::Offer, seg ? seg->name : "", deadline_);
+        if (!reached[locals_[i]] && error.empty()) error = exited(locals_[i]);
+      }
+      for (int i = 1; i < nlocal; ++i) {
+        int p = locals_[i];
+        if (!reached[p]) continue;
+        if (!await(p, &readers[p], &type, &payload) || type != SetupType::Ready) {
+          if (error.empty()) error = exited(p);
+        } else if (!payload.empty() && error.empty()) {
           error = payload;
+        }
       }
-      if (seg) shm_unlink_quietly(seg->name);  // mapped everywhere (or failed): the name can go
-      for (int p = 1; p < world; ++p) send_setup(control_[p], SetupType::Commit, error, deadline_);
-      TORCH_CHECK_WITH(DistBackendError, error.empty(), error);
-      return seg;
-    }
-    SetupReader reader;
-    const std::string lost = "npusim: rank 0 exited while the group was being created";
-    TORCH_CHECK_WITH(DistBackendError, await(0, &reader, &type, &payload), lost);
-    if (type == SetupType::Offer) {
-      std::string reply;
-      try {
-        if (shm) seg = shm_open_existing(payload, world, settings_.ring_bytes);
-      } catch (const std::exception& e) {
-        reply = "npusim: rank " + std::to_string(me) + " could not map the shared memory: " + message_of(e);
+      if (seg) shm_unlink_quietly(seg->name);  // mapped on the host (or failed): the name can go
+      if (me != 0) {
+        TORCH_CHECK_WITH(DistBackendError, send_setup(control_[0], SetupType::Ready, error, deadline_), exited(0));
+      } else {
+        for (int p = 1; p < world; ++p) {
+          if (leader_[p] != p) continue;  // answered through its own host's leader
+          if (!await(p, &readers[p], &type, &payload) || type != SetupType::Ready) {
+            if (error.empty()) error = exited(p);
+          } else if (!payload.empty() && error.empty()) {
+            error = payload;
+          }
+        }
+        for (int p = 1; p < world; ++p) send_setup(control_[p], SetupType::Commit, error, deadline_);
+        TORCH_CHECK_WITH(DistBackendError, error.empty(), error);
+        return seg;
       }
-      TORCH_CHECK_WITH(DistBackendError, send_setup(control_[0], SetupType::Ready, reply, deadline_), lost);
-      TORCH_CHECK_WITH(DistBackendError, await(0, &reader, &type, &payload), lost);
+    } else {
+      TORCH_CHECK_WITH(DistBackendError, await(lead, &readers[lead], &type, &payload), exited(lead));
+      if (type == SetupType::Offer) {
+        std::string reply;
+        try {
+          if (!payload.empty()) seg = shm_open_existing(payload, nlocal, settings_.ring_bytes);
+        } catch (const std::exception& e) {
+          reply = "npusim: rank " + std::to_string(me) + " could not map the shared memory: " + message_of(e);
+        }
+        TORCH_CHECK_WITH(DistBackendError, send_setup(control_[lead], SetupType::Ready, reply, deadline_), exited(lead));
+      } else {
+        TORCH_CHECK_WITH(DistBackendError, false, "npusim: rank ", lead, " sent rank ", me,
+                         " an unexpected message while the group was being created");
+      }
     }
+    TORCH_CHECK_WITH(DistBackendError, await(0, &readers[0], &type, &payload), exited(0));
     if (type != SetupType::Commit || !payload.empty()) {
-      propagated_ = payload.empty() ? lost : payload;
+      propagated_ = payload.empty() ? exited(0) : payload;
       throw Propagated{};  // rank 0 found and reported the cause
     }
     return seg;
@@ -318,6 +374,9 @@ class Joiner {
   int port_ = 0;
   std::vector<int> control_;
   std::vector<std::vector<int>> data_;
+  std::vector<int> leader_;  // per rank: the lowest rank on its host (itself over TCP)
+  std::vector<int> locals_;  // the ranks sharing memory with this one, itself included
+  bool tcp_only_ = false;    // rank 0 asked for TCP (a group of one still gets shared memory otherwise)
   std::string propagated_;
   bool everyone_knows_ = false;
   bool checksum_ = false;

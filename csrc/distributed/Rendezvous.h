@@ -21,8 +21,12 @@ struct KeyValueStore {
 };
 
 // Environment (checked on every rank; a bad value fails every rank at once, named):
-//   NPUSIM_TRANSPORT      auto (default: shared memory when all ranks share a host, else
-//                         TCP), shm, or tcp. Rank 0's setting decides for the group.
+//   NPUSIM_TRANSPORT      auto (default: shared memory between ranks on one host, TCP
+//                         between hosts, chosen per pair), shm (all ranks must share a
+//                         host), or tcp. Rank 0's setting decides for the group.
+//   NPUSIM_HOST_ID        names this rank's host (letters, digits, '._:-'); ranks with equal
+//                         names share memory. Default: detected from the boot id, network
+//                         namespace, host name and /dev/shm device.
 //   NPUSIM_SOCKET_ADDR    the only address this rank listens on, and advertises
 //                         (default 127.0.0.1 on one host; else the route to MASTER_ADDR
 //                         or the host name's address).

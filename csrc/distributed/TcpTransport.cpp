@@ -4,6 +4,8 @@
 
 #include <c10/util/Exception.h>
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -49,17 +51,22 @@ class TcpTransport final : public Transport {
   uint64_t ticket() override { return 0; }  // poll() is level-triggered: nothing to lose
 
   void wait(uint64_t, const std::vector<Interest>& interests, std::chrono::microseconds timeout) override {
+    wait_ready(interests, timeout);
+  }
+
+  bool wait_ready(const std::vector<Interest>& interests, std::chrono::microseconds timeout) override {
     std::vector<pollfd> pfds;
     pfds.reserve(interests.size() + 1);
     pfds.push_back({wake_fd_, POLLIN, 0});
     for (const Interest& i : interests)
       pfds.push_back({fd(i.peer, i.lane), static_cast<short>(i.send ? POLLOUT : POLLIN), 0});
-    int ms = static_cast<int>((timeout.count() + 999) / 1000);
-    ::poll(pfds.data(), pfds.size(), ms);
+    timespec ts{static_cast<time_t>(timeout.count() / 1000000), static_cast<long>(timeout.count() % 1000000) * 1000};
+    int ready = ::ppoll(pfds.data(), pfds.size(), &ts, nullptr);
     if (pfds[0].revents & POLLIN) {
       uint64_t v;
       (void)!::read(wake_fd_, &v, sizeof(v));
     }
+    return ready != 0;
   }
 
   void interrupt() override {

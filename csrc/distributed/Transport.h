@@ -1,5 +1,5 @@
 // Byte streams between the ranks of a group, behind one small interface: shared memory
-// among ranks on one host, TCP among hosts. Both are non-blocking; the communicator
+// among ranks on one host, TCP among hosts (per pair: a group may mix both). Both are non-blocking; the communicator
 // drives many streams at once and sleeps in `wait` when none can move.
 #pragma once
 
@@ -50,6 +50,12 @@ class Transport {
   virtual uint64_t ticket() = 0;
   virtual void wait(uint64_t ticket, const std::vector<Interest>& interests,
                     std::chrono::microseconds timeout) = 0;
+  // Waits at most `timeout` for one of `interests` (or interrupt()); true when one is
+  // ready or it was interrupted, false when the time ran out (a mixed group's slices).
+  virtual bool wait_ready(const std::vector<Interest>& interests, std::chrono::microseconds timeout) {
+    wait(ticket(), interests, timeout);
+    return true;
+  }
   // Wakes this rank's waiter (thread-safe): new work, failure, abort.
   virtual void interrupt() = 0;
 };
@@ -71,5 +77,9 @@ std::unique_ptr<Transport> make_shm_transport(std::unique_ptr<ShmSegment> segmen
                                               int world, size_t ring_bytes);
 // fds[peer][lane]: connected, authenticated sockets (-1 for this rank). Takes ownership.
 std::unique_ptr<Transport> make_tcp_transport(std::vector<std::vector<int>> fds, int rank);
+// A group spanning hosts: `shm` among this host's ranks (numbered by `shm_index[rank]`,
+// -1 for ranks elsewhere), `tcp` (fds for the other ranks only) for the rest.
+std::unique_ptr<Transport> make_mixed_transport(std::unique_ptr<Transport> shm, std::unique_ptr<Transport> tcp,
+                                                std::vector<int> shm_index);
 
 }  // namespace torch_npu_sim::dist

@@ -12,7 +12,7 @@ import time
 HELLO_MAGIC = 0x3248504E  # "NPH2"
 SETUP_MAGIC = 0x5453504E  # "NPST"
 VERSION = 2
-JOIN_VERSION = 102
+JOIN_VERSION = 103
 HELLO = struct.Struct("<IHBBiiQ32s")
 CHALLENGE = struct.Struct("<IIiI32s32s")
 PROOF = struct.Struct("<II32s")
@@ -105,7 +105,10 @@ def this_process_tag():
     boot = open("/proc/sys/kernel/random/boot_id").read().split()[0]
     stat = open("/proc/self/stat").read()
     start = stat[stat.rindex(")") + 2:].split()[19]
-    return f"{socket.gethostname()}|{boot}", os.readlink("/proc/self/ns/pid"), os.getpid(), int(start)
+    # host: name, kernel, network namespace and /dev/shm (JoinInfo.cpp host_identity)
+    shm = os.stat("/dev/shm")
+    host = f"name:{socket.gethostname()},boot:{boot},net:{os.stat('/proc/self/ns/net').st_ino},shm:{shm.st_dev}.{shm.st_ino}"
+    return host, f"{boot}/{os.readlink('/proc/self/ns/pid')}", os.getpid(), int(start)
 
 
 def record(world, host, pidns, pid, start, port, transport="auto", ring=1 << 20, explicit=0, addr="127.0.0.1"):
