@@ -28,7 +28,7 @@ namespace {
 using libkineto::ActivityType;
 
 // Collectives get their own track on each device, apart from the stream tracks.
-constexpr int64_t kCollectiveTrack = int64_t{1} << 40;
+constexpr int64_t kCollectiveTrack = int64_t{1} << 30;  // above any stream id; kineto keeps 32 bits
 
 std::shared_ptr<void> record_event(npusimStream_t stream) {
   npusimEvent_t raw = nullptr;
@@ -112,8 +112,10 @@ class Recorder {
     op_stack.pop_back();
     uint64_t launched = launch_count(static_cast<c10::DeviceIndex>(frame.device)) - frame.launches_at_entry;
     if (!op_stack.empty()) op_stack.back().nested_launches += launched;
-    if (launched <= frame.nested_launches) return;  // launched nothing itself
     const char* name = fn.name();
+    // a collective is shown even when it launched nothing here (one rank, or work done by the
+    // backend's own threads); other ops only when they launched work themselves
+    if (!is_collective(name) && launched <= frame.nested_launches) return;
     // Global callbacks run before the profiler's own: on exit the op's correlation id is still
     // pushed (on entry it is not yet).
     int64_t correlation = correlation_stack.empty() ? 0 : correlation_stack.back();
