@@ -232,6 +232,11 @@ CPP_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
     ("ATen/core/dispatch/OperatorOptions.h", "csrc/aten/OpRouting.cpp", "operator routing"),
     ("ATen/detail/PrivateUse1HooksInterface.h", "csrc/core/Hooks.cpp", "PrivateUse1 hooks"),
     ("c10/core/impl/DeviceGuardImplInterface.h", "csrc/core/DeviceGuard.cpp", "device guard"),
+    ("torch/csrc/profiler/stubs/base.h", "csrc/core/ProfilerStubs.cpp",
+     "PrivateUse1 profiler stubs (use_device='npusim')"),
+    ("kineto/IActivityProfiler.h", "csrc/core/ProfilerKineto.cpp",
+     "a kineto child profiler: npusim kernels for ProfilerActivity.PrivateUse1"),
+    ("kineto/libkineto.h", "csrc/core/ProfilerKineto.cpp", "registers that child profiler"),
 )
 
 _BY_NAME = {api.name: api for api in APIS}
