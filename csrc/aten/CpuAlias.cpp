@@ -67,9 +67,17 @@ void trampoline(void* arg) {
 }
 }  // namespace
 
-void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn) {
+void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, const npusimKernelCost* cost) {
   LaunchArgs args{&fn, nullptr};
-  NPUSIM_CHECK(npusimLaunchHostFunc(runtime_stream(current_stream(device)), &trampoline, &args));
+  NPUSIM_CHECK(npusimLaunchKernel(runtime_stream(current_stream(device)), &trampoline, &args, cost));
+  if (args.error) std::rethrow_exception(args.error);
+}
+
+void launch_copy_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, npusimMemcpyKind kind,
+                           double bytes, bool host_waits) {
+  LaunchArgs args{&fn, nullptr};
+  NPUSIM_CHECK(npusimLaunchCopy(runtime_stream(current_stream(device)), &trampoline, &args, kind, bytes,
+                                host_waits ? 1 : 0));
   if (args.error) std::rethrow_exception(args.error);
 }
 

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "npusim_runtime.h"
+
 namespace torch_npu_sim {
 
 // A CPU storage over the bytes of an npusim storage (non-owning; resizes allocate npusim memory).
@@ -20,8 +22,20 @@ at::Tensor cpu_alias(const at::Tensor& npusim_tensor);
 at::Tensor adopt_as_npusim(const at::Tensor& cpu, c10::DeviceIndex device);
 
 // Runs fn on `device`'s current stream through the runtime (stream order, launch
-// accounting); exceptions thrown by fn propagate to the caller.
-void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn);
+// accounting); exceptions thrown by fn propagate to the caller. `cost` (may be null: launch
+// latency only) advances the stream's simulated clock; compute it only when
+// simulation_costs_wanted() says so, to keep the hot path free.
+void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn,
+                      const npusimKernelCost* cost = nullptr);
+
+// A copy that fn performs, charged as `bytes` in direction `kind` (host link or device memory);
+// host_waits: a blocking copy (the host's simulated time reaches its end).
+void launch_copy_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, npusimMemcpyKind kind,
+                           double bytes, bool host_waits);
+
+// Whether launches should carry costs (the cost model is on, an observer listens, or
+// simulated timing is on): one call into the runtime.
+inline bool simulation_costs_wanted() { return npusimCostModelEnabled() != 0; }
 
 // The one npusim device of a native kernel's tensor arguments (undefined ones skipped);
 // any other device is CUDA's "Expected all tensors to be on the same device" error.

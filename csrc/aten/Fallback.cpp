@@ -14,6 +14,7 @@
 #include "core/Allocator.h"
 #include "core/Generator.h"
 #include "core/Runtime.h"
+#include "simulation/OpCost.h"
 
 namespace torch_npu_sim {
 namespace {
@@ -46,6 +47,10 @@ class FallbackCall {
                 schema.name());
     if (device_ < 0) device_ = static_cast<c10::DeviceIndex>(current_device());
 
+    // the simulated cost, only while simulation wants it (the hot path stays free)
+    std::optional<simulation::OpCost> cost;
+    if (simulation_costs_wanted()) cost.emplace(schema, args);
+
     const size_t first = stack->size() - num_args;
     for (size_t i = 0; i < num_args; ++i) convert_argument((*stack)[first + i], schema.arguments()[i]);
 
@@ -53,7 +58,13 @@ class FallbackCall {
       c10::OptionalDeviceGuard guard;
       if (current_device() != device_) guard.reset_device(c10::Device(kNpu, device_));
       AllocateOnNpuSim allocate_here(device_);
-      launch_on_stream(device_, [&] { op_.redispatchBoxed(c10::DispatchKeySet(c10::DispatchKey::CPU), stack); });
+      launch_on_stream(
+          device_,
+          [&] {
+            op_.redispatchBoxed(c10::DispatchKeySet(c10::DispatchKey::CPU), stack);
+            if (cost) cost->add_results(torch::jit::last(*stack, schema.returns().size()));
+          },
+          cost ? cost->get() : nullptr);
     }
 
     sync_back_mutated_arguments();

@@ -78,15 +78,22 @@ at::Tensor& copy_(at::Tensor& self, const at::Tensor& src, bool non_blocking) {
                src.is_contiguous() && self.is_conj() == src.is_conj() && self.is_neg() == src.is_neg();
   if (plain) {
     // one stream-ordered copy on the destination device's current stream
-    NPUSIM_CHECK(npusimMemcpyAsync(self.data_ptr(), src.data_ptr(), self.nbytes(), copy_kind(self, src),
-                                   runtime_stream(current_stream(device))));
+    npusimStream_t stream = runtime_stream(current_stream(device));
+    npusimMemcpyKind kind = copy_kind(self, src);
+    NPUSIM_CHECK(npusimMemcpyAsync(self.data_ptr(), src.data_ptr(), self.nbytes(), kind, stream));
+    // simulated time: a blocking copy to the host makes the host wait for it
+    if (kind == npusimMemcpyDeviceToHost && !non_blocking) NPUSIM_CHECK(npusimStreamSynchronize(stream));
     return self;
   }
   // casts, broadcasts and strided layouts: the CPU copy kernel on aliases of both sides
   at::Tensor dst_cpu = self.device().type() == kNpu ? cpu_alias(self) : self;
   at::Tensor src_cpu = src.device().type() == kNpu ? cpu_alias(src) : src;
   AllocateOnNpuSim allocate_here(device);
-  launch_on_stream(device, [&] { dst_cpu.copy_(src_cpu, non_blocking); });
+  npusimMemcpyKind kind = copy_kind(self, src);
+  // simulated cost: the source's bytes over the host link or device memory
+  double bytes = static_cast<double>(self.numel()) * static_cast<double>(src.element_size());
+  launch_copy_on_stream(device, [&] { dst_cpu.copy_(src_cpu, non_blocking); }, kind, bytes,
+                        kind == npusimMemcpyDeviceToHost && !non_blocking);
   return self;
 }
 
@@ -172,7 +179,8 @@ at::Tensor& set_empty(at::Tensor& self) {
 
 at::Tensor& fill_scalar(at::Tensor& self, const c10::Scalar& value) {
   at::Tensor cpu = cpu_alias(self);
-  launch_on_stream(self.device().index(), [&] { cpu.fill_(value); });
+  npusimKernelCost cost{"aten::fill_", static_cast<double>(self.numel()), static_cast<double>(self.nbytes()), 0};
+  launch_on_stream(self.device().index(), [&] { cpu.fill_(value); }, simulation_costs_wanted() ? &cost : nullptr);
   return self;
 }
 
@@ -190,7 +198,9 @@ at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
 c10::Scalar local_scalar_dense(const at::Tensor& self) {
   c10::Scalar out;
   at::Tensor cpu = cpu_alias(self);
-  launch_on_stream(self.device().index(), [&] { out = at::_local_scalar_dense(cpu); });
+  // a blocking read of one element by the host (simulated time: the host waits for it)
+  launch_copy_on_stream(self.device().index(), [&] { out = at::_local_scalar_dense(cpu); }, npusimMemcpyDeviceToHost,
+                        static_cast<double>(self.element_size()), /*host_waits=*/true);
   return out;
 }
 

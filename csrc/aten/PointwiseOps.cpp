@@ -37,6 +37,7 @@
 
 #include "aten/CpuAlias.h"
 #include "aten/PointwiseOps.h"
+#include "simulation/OpCost.h"
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 
@@ -142,25 +143,39 @@ c10::DeviceIndex device_of(const at::Tensor& a, const at::Tensor& b, const char*
 
 at::Tensor view_for_cpu(const at::Tensor& t) { return t.device().type() == kNpu ? cpu_alias(t) : t; }
 
+// The simulated cost of a binary pointwise op, filled in once its result exists (only when
+// simulation wants costs: the hot path stays free).
+struct PointwiseCost {
+  explicit PointwiseCost(const char* name) : wanted(simulation_costs_wanted()) { cost.name = name; }
+  void fill(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out) {
+    if (wanted) cost = simulation::pointwise_cost(cost.name, a, b, out);
+  }
+  const npusimKernelCost* get() const { return wanted ? &cost : nullptr; }
+  bool wanted;
+  npusimKernelCost cost{};
+};
+
 template <typename Fn>
-at::Tensor run_functional(c10::DeviceIndex device, Fn&& fn) {
+at::Tensor run_functional(const char* name, const at::Tensor& a, const at::Tensor& b, c10::DeviceIndex device, Fn&& fn) {
   c10::OptionalDeviceGuard guard;
   if (current_device() != device) guard.reset_device(c10::Device(kNpu, device));
   at::Tensor out;
   {
     AllocateOnNpuSim here(device);
-    launch_on_stream(device, [&] { out = fn(); });
+    PointwiseCost cost(name);
+    launch_on_stream(device, [&] { out = fn(); cost.fill(a, b, out); }, cost.get());
   }
   return adopt_as_npusim(out, device);
 }
 
 template <typename Fn>
-at::Tensor& run_inplace(at::Tensor& self, c10::DeviceIndex device, Fn&& fn) {
+at::Tensor& run_inplace(const char* name, at::Tensor& self, const at::Tensor& other, c10::DeviceIndex device, Fn&& fn) {
   TORCH_CHECK(self.device().type() == kNpu, "npusim: in-place result must be an npusim tensor, got ", self.device());
   c10::OptionalDeviceGuard guard;
   if (current_device() != device) guard.reset_device(c10::Device(kNpu, device));
   at::Tensor alias = cpu_alias(self);
-  launch_on_stream(device, [&] { fn(alias); });
+  PointwiseCost cost(name);
+  launch_on_stream(device, [&] { fn(alias); cost.fill(self, other, self); }, cost.get());
   TORCH_INTERNAL_ASSERT(alias.sizes() == self.sizes(), "npusim: an in-place op changed its argument's shape");
   return self;
 }
@@ -177,10 +192,11 @@ bool fast_operands(const at::Tensor& a, const at::Tensor& b) {
 }
 
 template <typename Stub>
-at::Tensor fast_functional(const at::Tensor& a, const at::Tensor& b, Stub&& stub) {
+at::Tensor fast_functional(const char* name, const at::Tensor& a, const at::Tensor& b, Stub&& stub) {
   at::Tensor out;
   auto iter = at::TensorIterator::borrowing_binary_op(out, a, b);
-  launch_on_stream(a.device().index(), [&] { stub(iter); });
+  PointwiseCost cost(name);
+  launch_on_stream(a.device().index(), [&] { stub(iter); cost.fill(a, b, iter.output()); }, cost.get());
   return iter.output();
 }
 
@@ -192,69 +208,70 @@ bool fast_inplace_operands(const at::Tensor& a, const at::Tensor& b) {
 }
 
 template <typename Stub>
-at::Tensor& fast_inplace(at::Tensor& a, const at::Tensor& b, Stub&& stub) {
+at::Tensor& fast_inplace(const char* name, at::Tensor& a, const at::Tensor& b, Stub&& stub) {
   auto iter = at::TensorIterator::borrowing_binary_op(a, a, b);
-  launch_on_stream(a.device().index(), [&] { stub(iter); });
+  PointwiseCost cost(name);
+  launch_on_stream(a.device().index(), [&] { stub(iter); cost.fill(a, b, a); }, cost.get());
   return a;
 }
 
 at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
+    return fast_functional("aten::add", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
   auto d = device_of(a, b, "aten::add.Tensor");
-  return run_functional(d, [&] { return at::cpu::add(view_for_cpu(a), view_for_cpu(b), alpha); });
+  return run_functional("aten::add", a, b, d, [&] { return at::cpu::add(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
+    return fast_functional("aten::sub", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
   }
   auto d = device_of(a, b, "aten::sub.Tensor");
-  return run_functional(d, [&] { return at::cpu::sub(view_for_cpu(a), view_for_cpu(b), alpha); });
+  return run_functional("aten::sub", a, b, d, [&] { return at::cpu::sub(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
   if (fast_operands(a, b) && counted(cpu_kernels().mul)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
+    return fast_functional("aten::mul", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
   auto d = device_of(a, b, "aten::mul.Tensor");
-  return run_functional(d, [&] { return at::cpu::mul(view_for_cpu(a), view_for_cpu(b)); });
+  return run_functional("aten::mul", a, b, d, [&] { return at::cpu::mul(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
   if (fast_operands(a, b) && counted(cpu_kernels().div_true)) {
-    return fast_functional(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
+    return fast_functional("aten::div", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
   auto d = device_of(a, b, "aten::div.Tensor");
-  return run_functional(d, [&] { return at::cpu::div(view_for_cpu(a), view_for_cpu(b)); });
+  return run_functional("aten::div", a, b, d, [&] { return at::cpu::div(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor& add_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
+    return fast_inplace("aten::add_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
   auto d = device_of(a, b, "aten::add_.Tensor");
-  return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::add_(x, view_for_cpu(b), alpha); });
+  return run_inplace("aten::add_", a, b, d, [&](at::Tensor& x) { at::cpu::add_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& sub_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
+    return fast_inplace("aten::sub_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
   }
   auto d = device_of(a, b, "aten::sub_.Tensor");
-  return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::sub_(x, view_for_cpu(b), alpha); });
+  return run_inplace("aten::sub_", a, b, d, [&](at::Tensor& x) { at::cpu::sub_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& mul_(at::Tensor& a, const at::Tensor& b) {
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().mul)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
+    return fast_inplace("aten::mul_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
   auto d = device_of(a, b, "aten::mul_.Tensor");
-  return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::mul_(x, view_for_cpu(b)); });
+  return run_inplace("aten::mul_", a, b, d, [&](at::Tensor& x) { at::cpu::mul_(x, view_for_cpu(b)); });
 }
 at::Tensor& div_(at::Tensor& a, const at::Tensor& b) {
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().div_true)) {
-    return fast_inplace(a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
+    return fast_inplace("aten::div_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
   auto d = device_of(a, b, "aten::div_.Tensor");
-  return run_inplace(a, d, [&](at::Tensor& x) { at::cpu::div_(x, view_for_cpu(b)); });
+  return run_inplace("aten::div_", a, b, d, [&](at::Tensor& x) { at::cpu::div_(x, view_for_cpu(b)); });
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "distributed/ProcessGroupNpuSim.h"
+#include "distributed/SimCost.h"  // simulated time of collectives
 
 #include <Python.h>
 
@@ -206,6 +207,7 @@ OpDesc ProcessGroupNpuSim::next_op(OpKind kind, const at::Tensor& like, uint64_t
   op.numel = numel;
   op.reduce_op = reduce_op;
   op.root = root;
+  charge_collective_cost(kind, like, numel, size_);  // simulated time: the algorithm's alpha-beta cost (SimCost.h)
   std::lock_guard<std::mutex> lock(mutex_);
   op.seq = seq_++;
   return op;

@@ -54,3 +54,10 @@ def __getattr__(name: str):
 
         return _device._initialized
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# Simulated time (torch.npusim.simulation): the chip, the streams' simulated clocks and a
+# per-op breakdown; NPUSIM_CHIP and NPUSIM_SIM_TIMING are applied here, at load.
+from .. import simulation  # noqa: E402
+from ..simulation import sim_time, sim_time_ns  # noqa: E402
+
+simulation._apply_environment_at_load()

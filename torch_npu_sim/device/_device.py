@@ -125,7 +125,9 @@ class _DeviceProperties:
 
 def get_device_properties(device: _device_t = None) -> _DeviceProperties:
     _lazy_init()
-    return _DeviceProperties(_C._get_device_properties(_device_index(device)))
+    from ..simulation import chips, get_chip  # the simulated chip's cores and figures
+
+    return _DeviceProperties(chips.overlay_properties(_C._get_device_properties(_device_index(device)), get_chip()))
 
 
 def get_device_name(device: _device_t = None) -> str:

@@ -139,6 +139,101 @@ npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent
 npusimError_t npusimEventGetDevice(npusimEvent_t event, int* device);
 
 
+/* simulated time.
+   Every stream carries a simulated clock (ns). Each kernel, copy and fill launched on it
+   advances the clock by its cost on the chip (roofline: max(flops / peak of its compute class,
+   bytes / memory bandwidth) plus the launch latency; host<->device copies use the host link,
+   device-to-device copies and fills the memory bandwidth). Work starts no earlier than the
+   host's simulated time on its device, which a host synchronisation (stream, event, device,
+   blocking copy) raises to the time it waited for. Events record both clocks;
+   npusimStreamWaitEvent makes the stream's clock at least the event's simulated time.
+   Execution itself stays synchronous and real: simulated time is bookkeeping. */
+typedef enum {
+  npusimActivityKernel = 0,
+  npusimActivityMemcpy = 1,
+  npusimActivityMemset = 2,
+  npusimActivityCollective = 3,
+} npusimActivityKind;
+
+typedef struct {
+  const char* name;  /* e.g. "aten::mm"; NULL allowed */
+  double flops;      /* floating-point (or integer) operations; 0 when none */
+  double bytes;      /* bytes of device memory read + written */
+  int compute_class; /* 0 fp32/other, 1 bf16/fp16, 2 int8 (selects the peak FLOP/s) */
+} npusimKernelCost;
+
+/* as npusimLaunchHostFunc, with the cost that advances the stream's simulated clock (cost may be NULL).
+   *cost is read after fn returns, so fn may fill it in (work runs synchronously). */
+npusimError_t npusimLaunchKernel(npusimStream_t stream, npusimHostFn_t fn, void* arg, const npusimKernelCost* cost);
+/* as npusimLaunchHostFunc, for a copy that fn performs: charged as `bytes` moved in direction
+   `kind` (host link or device memory); host_waits=1 for a blocking copy (the host's simulated
+   time then reaches its end, as after npusimStreamSynchronize) */
+npusimError_t npusimLaunchCopy(npusimStream_t stream, npusimHostFn_t fn, void* arg, npusimMemcpyKind kind,
+                               double bytes, int host_waits);
+
+typedef struct {
+  npusimActivityKind kind;
+  int device;
+  npusimStream_t stream;
+  uint64_t stream_id; /* stable per stream */
+  const char* name;   /* valid during the callback only */
+  double flops;
+  double bytes;
+  uint64_t sim_start_ns, sim_end_ns;   /* on the stream's simulated clock */
+  uint64_t wall_start_ns, wall_end_ns; /* host steady clock */
+} npusimActivityRecord;
+typedef void (*npusimActivityFn_t)(const npusimActivityRecord* record, void* user);
+/* one observer (NULL: none, the default; costless when none): called on the launching thread
+   after each kernel, copy, fill or charged collective */
+npusimError_t npusimSetActivityCallback(npusimActivityFn_t fn, void* user);
+npusimError_t npusimStreamGetSimTime(npusimStream_t stream, uint64_t* ns);
+/* 1: npusimEventElapsedTime reports simulated ms; 0 (default): host wall ms */
+npusimError_t npusimSetSimulatedTiming(int on);
+npusimError_t npusimGetSimulatedTiming(int* on);
+
+/* The chip's timing figures (all > 0 except the latencies, which may be 0). The default is
+   the generic NPUSim-1 chip; clients with a chip specification set theirs. */
+enum { npusimComputeClassCount = 3 };
+typedef struct {
+  double peak_flops[npusimComputeClassCount]; /* FLOP/s: fp32/other, bf16/fp16, int8 */
+  double memory_bandwidth;                    /* bytes/s of device memory */
+  double launch_latency_ns;                   /* added to every kernel */
+  double h2d_bandwidth;                       /* bytes/s, host to device */
+  double d2h_bandwidth;                       /* bytes/s, device to host */
+  double host_link_latency_ns;                /* added to every host<->device copy */
+} npusimChipTiming;
+npusimError_t npusimSetChipTiming(const npusimChipTiming* timing); /* InvalidValue names no field: check first */
+npusimError_t npusimGetChipTiming(npusimChipTiming* timing);
+/* The chip's memory per device and name, unless NPUSIM_DEVICE_MEMORY / NPUSIM_DEVICE_NAME set
+   them. Meant for start-up: MemoryAllocation when a device already uses more than `bytes`. */
+npusimError_t npusimSetChipMemory(size_t bytes, const char* name);
+
+/* Cost model switch for clients: when on (or an activity callback is set, or simulated timing
+   is on) clients compute each launch's cost, and the runtime keeps per-name totals. When off,
+   clocks advance by launch latencies and copy costs only. */
+npusimError_t npusimSetCostModel(int on);
+int npusimCostModelEnabled(void);
+
+/* A collective (or other work the runtime does not launch) that took `ns` of simulated time,
+   charged to the stream as one activity. */
+npusimError_t npusimStreamChargeActivity(npusimStream_t stream, npusimActivityKind kind, const char* name,
+                                         double bytes, uint64_t ns);
+
+/* Per-name totals since the last reset (while the cost model is on). `name` stays valid until
+   npusimResetSimulatedTime. `*count` is the number of entries there are; at most `capacity`
+   are written. */
+typedef struct {
+  const char* name;
+  npusimActivityKind kind;
+  uint64_t count;
+  double flops;
+  double bytes;
+  uint64_t sim_ns;
+} npusimOpStat;
+npusimError_t npusimGetOpStats(npusimOpStat* stats, size_t capacity, size_t* count);
+/* every stream's and the host's simulated clock back to 0; per-name totals cleared */
+npusimError_t npusimResetSimulatedTime(void);
+
 /* protected memory.
    With NPUSIM_PROTECT_MEMORY=1 (read once) device allocations are page-aligned mappings that
    host code cannot read or write except inside a device-access scope, which the runtime

@@ -252,4 +252,20 @@ npusimError_t npusimGetDeviceProperties(npusimDeviceProp* prop, int device) {
   return npusimSuccess;
 }
 
+npusimError_t npusimSetChipMemory(size_t bytes, const char* name) {
+  NPUSIM_RT_CHECK_INIT();
+  std::string parsed_name;
+  if (bytes == 0 || bytes > kMaxDeviceMemory || (name && !parse_device_name(name, &parsed_name)))
+    return npusimErrorInvalidValue;
+  Runtime& rt = runtime();
+  // the environment's explicit choices win over the chip's
+  if (!std::getenv("NPUSIM_DEVICE_MEMORY")) {
+    for (auto& d : rt.devices)
+      if (d.used.load() > bytes) return npusimErrorMemoryAllocation;
+    for (auto& d : rt.devices) d.capacity = bytes;
+  }
+  if (name && !std::getenv("NPUSIM_DEVICE_NAME")) rt.device_name = parsed_name;
+  return npusimSuccess;
+}
+
 }  // extern "C"

@@ -1,17 +1,26 @@
 // Streams and events. Work runs at once on the calling thread, so a stream is an
 // ordered, accounted queue that is always drained; events carry the time at which
 // everything recorded before them finished.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
 
 #include "runtime_internal.h"
+#include "sim_clock.h"
+
+namespace {
+std::atomic<uint64_t> next_stream_id{1};
+}
 
 struct npusimStream_st {
+  npusimStream_st(int device, int priority) : device(device), priority(priority) {}
   int device;
   int priority;
   std::atomic<uint64_t> launches{0};
+  std::atomic<uint64_t> sim_ns{0};  // simulated clock: when the work launched so far ends
+  const uint64_t id = next_stream_id.fetch_add(1);
 };
 
 // A record is read by other threads (query, elapsed time, device) while it may be
@@ -22,6 +31,7 @@ struct npusimEvent_st {
   int device = -1;
   bool recorded = false;
   int64_t time_ns = 0;
+  uint64_t sim_ns = 0;  // the simulated time of the record
 };
 
 namespace npusim_rt {
@@ -82,7 +92,7 @@ npusimStream_t default_stream(int device) {
   static std::mutex m;
   std::lock_guard<std::mutex> lock(m);
   if (!state.default_stream.load()) {
-    auto* s = new npusimStream_st{device, kLeastPriority};
+    auto* s = new npusimStream_st(device, kLeastPriority);
     add_handle(s, Kind::kStream);
     state.default_stream.store(s, std::memory_order_release);
   }
@@ -92,11 +102,13 @@ npusimStream_t default_stream(int device) {
 struct Record {
   bool recorded;
   int64_t time_ns;
+  uint64_t sim_ns;
+  int device;
 };
 
 Record read_record(npusimEvent_t event) {
   std::lock_guard<std::mutex> lock(event->mutex);
-  return Record{event->recorded, event->time_ns};
+  return Record{event->recorded, event->time_ns, event->sim_ns, event->device};
 }
 
 // NULL means the current device's default stream.
@@ -127,6 +139,55 @@ void copy_bytes(void* dst, const void* src, size_t count) {
   else std::memcpy(dst, src, count);
 }
 
+// Runs `body`, then charges it to the stream (already resolved and counted) as one activity
+// costing `cost` (read after the body ran: a kernel may fill it in once it knows its outputs,
+// since work runs synchronously); the record goes out only when someone listens.
+template <class Body>
+void run_activity(npusimStream_t stream, npusimActivityKind kind, const npusimKernelCost* cost, Body&& body) {
+  if (!activity_wanted()) {
+    body();
+    advance(stream->sim_ns, stream->device, kernel_cost_ns(cost));
+    return;
+  }
+  uint64_t wall_start = wall_now_ns();
+  body();
+  uint64_t wall_end = wall_now_ns();
+  Interval span = advance(stream->sim_ns, stream->device, kernel_cost_ns(cost));
+  report(npusimActivityRecord{kind, stream->device, stream, stream->id, cost ? cost->name : nullptr,
+                              cost ? cost->flops : 0, cost ? cost->bytes : 0, span.start_ns, span.end_ns,
+                              wall_start, wall_end});
+}
+
+// as run_activity, for work whose duration is known up front (copies, charged activities)
+template <class Body>
+void run_timed_activity(npusimStream_t stream, npusimActivityKind kind, const char* name, double bytes,
+                        uint64_t duration, Body&& body) {
+  Interval span = advance(stream->sim_ns, stream->device, duration);
+  if (!activity_wanted()) {
+    body();
+    return;
+  }
+  uint64_t wall_start = wall_now_ns();
+  body();
+  uint64_t wall_end = wall_now_ns();
+  report(npusimActivityRecord{kind, stream->device, stream, stream->id, name, 0, bytes, span.start_ns,
+                              span.end_ns, wall_start, wall_end});
+}
+
+// Runs fn(arg) on the stream's device, with device memory accessible while it runs.
+void run_host_fn(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
+  int& device = current_device();
+  int saved = device;
+  device = stream->device;
+  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
+  fn(arg);
+  device = saved;
+}
+
+npusimMemcpyKind copy_kind_of(npusimMemcpyKind kind) {
+  return kind >= npusimMemcpyHostToHost && kind <= npusimMemcpyDeviceToDevice ? kind : npusimMemcpyHostToHost;
+}
+
 }  // namespace
 }  // namespace npusim_rt
 
@@ -148,7 +209,7 @@ npusimError_t npusimStreamCreateWithPriority(npusimStream_t* stream, int device,
   // like real drivers, out-of-range priorities are clamped
   if (priority > kLeastPriority) priority = kLeastPriority;
   if (priority < kGreatestPriority) priority = kGreatestPriority;
-  auto* s = new npusimStream_st{device, priority};
+  auto* s = new npusimStream_st(device, priority);
   add_handle(s, Kind::kStream);
   *stream = s;
   return npusimSuccess;
@@ -195,12 +256,46 @@ npusimError_t npusimStreamGetPriority(npusimStream_t stream, int* priority) {
 
 npusimError_t npusimStreamQuery(npusimStream_t stream) { return resolve(&stream); }
 
-npusimError_t npusimStreamSynchronize(npusimStream_t stream) { return resolve(&stream); }
+npusimError_t npusimStreamSynchronize(npusimStream_t stream) {
+  if (auto err = resolve(&stream)) return err;
+  host_waits_until(stream->device, stream->sim_ns.load());
+  return npusimSuccess;
+}
 
 npusimError_t npusimStreamWaitEvent(npusimStream_t stream, npusimEvent_t event) {
   if (auto err = resolve(&stream)) return err;
   if (!live_event(event)) return npusimErrorInvalidResourceHandle;
-  return npusimSuccess;  // the event's work is already complete
+  // the event's work is already complete; in simulated time the stream waits for it
+  Record r = read_record(event);
+  if (r.recorded) raise_clock(stream->sim_ns, r.sim_ns);
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamGetSimTime(npusimStream_t stream, uint64_t* ns) {
+  if (!ns) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  *ns = stream->sim_ns.load();
+  return npusimSuccess;
+}
+
+npusimError_t npusimStreamChargeActivity(npusimStream_t stream, npusimActivityKind kind, const char* name,
+                                         double bytes, uint64_t ns) {
+  if (kind < npusimActivityKernel || kind > npusimActivityCollective) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  run_timed_activity(stream, kind, name, bytes, ns, [] {});
+  return npusimSuccess;
+}
+
+npusimError_t npusimResetSimulatedTime(void) {
+  NPUSIM_RT_CHECK_INIT();
+  {
+    std::lock_guard<std::mutex> lock(handles_mutex());
+    for (auto& [handle, kind] : live_handles())
+      if (kind == Kind::kStream) static_cast<npusimStream_t>(const_cast<void*>(handle))->sim_ns.store(0);
+  }
+  reset_shared_clocks();
+  return npusimSuccess;
 }
 
 npusimError_t npusimStreamGetLaunchCount(npusimStream_t stream, uint64_t* count) {
@@ -212,19 +307,33 @@ npusimError_t npusimStreamGetLaunchCount(npusimStream_t stream, uint64_t* count)
 
 npusimError_t npusimDeviceSynchronize(void) {
   NPUSIM_RT_CHECK_INIT();
-  return valid_device(current_device()) ? npusimSuccess : npusimErrorInvalidDevice;
+  int device = current_device();
+  if (!valid_device(device)) return npusimErrorInvalidDevice;
+  host_waits_until(device, device_busy_until(device));
+  return npusimSuccess;
 }
 
-npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
+npusimError_t npusimLaunchKernel(npusimStream_t stream, npusimHostFn_t fn, void* arg, const npusimKernelCost* cost) {
   if (!fn) return npusimErrorInvalidValue;
   if (auto err = resolve(&stream)) return err;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
-  int& device = current_device();
-  int saved = device;
-  device = stream->device;
-  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
-  fn(arg);
-  device = saved;
+  run_activity(stream, npusimActivityKernel, cost, [&] { run_host_fn(stream, fn, arg); });
+  return npusimSuccess;
+}
+
+npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
+  return npusimLaunchKernel(stream, fn, arg, nullptr);
+}
+
+npusimError_t npusimLaunchCopy(npusimStream_t stream, npusimHostFn_t fn, void* arg, npusimMemcpyKind kind,
+                               double bytes, int host_waits) {
+  if (!fn || (host_waits != 0 && host_waits != 1)) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  kind = copy_kind_of(kind);
+  run_timed_activity(stream, npusimActivityMemcpy, "memcpy", bytes, copy_cost_ns(kind, bytes),
+                     [&] { run_host_fn(stream, fn, arg); });
+  if (host_waits) host_waits_until(stream->device, stream->sim_ns.load());
   return npusimSuccess;
 }
 
@@ -238,8 +347,11 @@ npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusim
   if ((src_device && !device_range_ok(src, count)) || (dst_device && !device_range_ok(dst, count)))
     return npusimErrorInvalidDevicePointer;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
-  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
-  copy_bytes(dst, src, count);
+  run_timed_activity(stream, npusimActivityMemcpy, "memcpy", static_cast<double>(count),
+                     copy_cost_ns(copy_kind_of(kind), static_cast<double>(count)), [&] {
+                 npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
+                 copy_bytes(dst, src, count);
+               });
   return npusimSuccess;
 }
 
@@ -249,7 +361,10 @@ npusimError_t npusimSetHostCopyFn(npusimHostCopyFn_t copy) {
 }
 
 npusimError_t npusimMemcpy(void* dst, const void* src, size_t count, npusimMemcpyKind kind) {
-  return npusimMemcpyAsync(dst, src, count, kind, nullptr);
+  npusimStream_t stream = nullptr;
+  if (auto err = npusimMemcpyAsync(dst, src, count, kind, stream)) return err;
+  if (resolve(&stream) == npusimSuccess) host_waits_until(stream->device, stream->sim_ns.load());  // blocking
+  return npusimSuccess;
 }
 
 npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream_t stream) {
@@ -257,8 +372,11 @@ npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream
   if (count == 0) return npusimSuccess;
   if (!device_range_ok(dst, count)) return npusimErrorInvalidDevicePointer;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
-  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
-  std::memset(dst, value, count);
+  npusimKernelCost cost{"memset", 0, static_cast<double>(count), 0};  // a fill writes every byte
+  run_activity(stream, npusimActivityMemset, &cost, [&] {
+    npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
+    std::memset(dst, value, count);
+  });
   return npusimSuccess;
 }
 
@@ -286,10 +404,13 @@ npusimError_t npusimEventRecord(npusimEvent_t event, npusimStream_t stream) {
   if (!live_event(event)) return npusimErrorInvalidResourceHandle;
   if (auto err = resolve(&stream)) return err;
   int64_t now = now_ns();
+  // an idle stream's record happens at the host's simulated time
+  uint64_t sim = std::max(stream->sim_ns.load(), host_time(stream->device));
   std::lock_guard<std::mutex> lock(event->mutex);
   event->device = stream->device;
   event->recorded = true;
   event->time_ns = now;
+  event->sim_ns = sim;
   return npusimSuccess;
 }
 
@@ -298,7 +419,12 @@ npusimError_t npusimEventQuery(npusimEvent_t event) {
   return npusimSuccess;  // an unrecorded event counts as complete, as on real drivers
 }
 
-npusimError_t npusimEventSynchronize(npusimEvent_t event) { return npusimEventQuery(event); }
+npusimError_t npusimEventSynchronize(npusimEvent_t event) {
+  if (auto err = npusimEventQuery(event)) return err;
+  Record r = read_record(event);
+  if (r.recorded && valid_device(r.device)) host_waits_until(r.device, r.sim_ns);
+  return npusimSuccess;
+}
 
 npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent_t end) {
   if (!ms) return npusimErrorInvalidValue;
@@ -307,7 +433,10 @@ npusimError_t npusimEventElapsedTime(float* ms, npusimEvent_t start, npusimEvent
   // one lock at a time: start and end may be the same event
   Record a = read_record(start), b = read_record(end);
   if (!a.recorded || !b.recorded) return npusimErrorEventNotRecorded;
-  *ms = static_cast<float>(b.time_ns - a.time_ns) / 1e6f;
+  if (simulated_timing())
+    *ms = static_cast<float>((static_cast<double>(b.sim_ns) - static_cast<double>(a.sim_ns)) / 1e6);
+  else
+    *ms = static_cast<float>(b.time_ns - a.time_ns) / 1e6f;
   return npusimSuccess;
 }
 
