@@ -48,6 +48,25 @@ float elapsed_ms(const std::shared_ptr<void>& from, const std::shared_ptr<void>&
 
 bool is_collective(const char* name) { return std::string_view(name).starts_with("c10d::"); }
 
+// The npusim device an op runs on: its first npusim tensor's (or device argument's), else the
+// current device (an op on npusim:1 called while npusim:0 is current launches on npusim:1).
+int op_device(const at::RecordFunction& fn) {
+  auto npusim_index = [](const c10::Device& device) {
+    return device.type() == c10::DeviceType::PrivateUse1 ? device.index() : c10::DeviceIndex(-1);
+  };
+  for (const c10::IValue& input : fn.inputs()) {
+    c10::DeviceIndex index = -1;
+    if (input.isTensor())
+      index = npusim_index(input.toTensor().device());
+    else if (input.isDevice())
+      index = npusim_index(input.toDevice());
+    else if (input.isTensorList() && !input.toTensorList().empty())
+      index = npusim_index(input.toTensorList().get(0).device());
+    if (index >= 0) return index;
+  }
+  return current_device();
+}
+
 struct KernelRecord {
   std::string name;
   int device;
@@ -81,6 +100,7 @@ class Recorder {
     records_.clear();
     if (handle_ == 0)
       handle_ = at::addGlobalCallback(at::RecordFunctionCallback(&on_enter, &on_exit)
+                                          .needsInputs(true)
                                           .scopes({at::RecordScope::FUNCTION, at::RecordScope::USER_SCOPE}));
   }
 
@@ -99,7 +119,7 @@ class Recorder {
   static std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
     int count = 0;
     if (npusimGetDeviceCount(&count) != npusimSuccess || count == 0) return nullptr;
-    int device = current_device();
+    int device = op_device(fn);
     c10::Stream stream = current_stream(static_cast<c10::DeviceIndex>(device));
     op_stack.push_back(OpFrame{device, stream, launch_count(static_cast<c10::DeviceIndex>(device)), 0,
                                record_event(runtime_stream(stream))});
@@ -180,12 +200,19 @@ class NpuSimSession final : public libkineto::IActivityProfilerSession {
             tracks_.insert({record.device, record.track});
       logger.handleActivity(activity);
     }
+    // kineto asks a session for one device (getDeviceInfo: the first); name the others here
+    std::set<int> devices;
+    for (auto [device, track] : tracks_) devices.insert(device);
+    for (int device : devices)
+      if (device != *devices.begin()) logger.handleDeviceInfo(device_info(device), start_ns);
+  }
+
+  static libkineto::DeviceInfo device_info(int device) {
+    return libkineto::DeviceInfo{device, device, "npusim " + std::to_string(device), "npusim"};
   }
 
   std::unique_ptr<libkineto::DeviceInfo> getDeviceInfo() override {
-    int device = tracks_.empty() ? 0 : tracks_.begin()->first;
-    return std::make_unique<libkineto::DeviceInfo>(libkineto::DeviceInfo{
-        device, device, "npusim " + std::to_string(device), "npusim"});
+    return std::make_unique<libkineto::DeviceInfo>(device_info(tracks_.empty() ? 0 : tracks_.begin()->first));
   }
 
   std::vector<libkineto::ResourceInfo> getResourceInfos() override {

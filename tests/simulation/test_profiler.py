@@ -82,6 +82,22 @@ def test_trace_has_a_track_per_stream_with_its_kernels(tmp_path):
     assert all(ops[k["args"]["External id"]] == k["name"] for k in kernels)
 
 
+def test_kernels_of_another_device_are_on_its_tracks(tmp_path):
+    if torch.npusim.device_count() < 2:
+        pytest.skip("needs two npusim devices (NPUSIM_DEVICE_COUNT)")
+    x, w = torch.randn(32, 32, device="npusim:0"), torch.randn(32, 32, device="npusim:1")
+    with profile(activities=ACTIVITIES) as prof:
+        x @ x
+        w @ w  # npusim:0 is current: the op still runs on npusim:1
+        torch.npusim.synchronize(0)
+        torch.npusim.synchronize(1)
+    trace = _export(prof, tmp_path)
+    assert sorted(k["pid"] for k in _kernels(trace) if k["name"] == "aten::mm") == [0, 1]
+    processes = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"]
+                 if e.get("ph") == "M" and e.get("name") == "process_name"}
+    assert processes[0] == "npusim 0" and processes[1] == "npusim 1"
+
+
 def test_collective_appears_on_its_own_track(tmp_path):
     dist.init_process_group("npusim", store=dist.HashStore(), rank=0, world_size=1)
     try:
