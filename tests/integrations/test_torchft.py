@@ -2,8 +2,9 @@
 Manager and Lighthouse running replica groups on npusim devices through a failure.
 
 * the process group's life cycle on two real processes: configure, collectives on npusim
-  and CPU tensors, reconfigure, a SIGKILLed peer giving an error naming it (never a hang),
-  ``errored()``, and reconfiguring the survivor alone;
+  and CPU tensors, reconfigure, a SIGKILLed peer failing the pending collective with an
+  error naming it (never a hang) that ``errored()`` reports, and reconfiguring the survivor
+  alone;
 * DDP, 3 replica groups: one is SIGKILLed mid-run, the others keep committing steps, the
   killed group restarts, heals from a peer and commits again; at the end every replica
   holds the same weights and the loss curve stays near the undisturbed run's (computed in
@@ -47,13 +48,18 @@ pg.broadcast_one(b, 0).wait()
 report(cpu_sum=c.tolist(), broadcast=b.cpu().tolist(), healthy=pg.errored() is None)
 if RANK == 1:
     os.kill(os.getpid(), signal.SIGKILL)
+# the peer never joins this one: it fails when the peer dies (never hangs); wait() records the
+# failure instead of raising, the future carries it, and errored() reports it
+work = pg.allreduce([torch.ones(4, device="npusim")], dist.ReduceOp.SUM)
+report(wait_returned=work.wait())
 try:
-    for _ in range(1000):  # the peer dies during one of these; each fails or completes, never hangs
-        pg.allreduce([torch.ones(4, device="npusim")], dist.ReduceOp.SUM).wait()
+    work.get_future().wait()
     report(error=None)
 except Exception as e:
     report(error=f"{type(e).__name__}: {e}")
-report(errored=str(pg.errored()))
+report(errored=f"{type(pg.errored()).__name__}: {pg.errored()}")
+skipped = torch.full((2,), 7.0, device="npusim")
+report(skipped_wait=pg.allreduce([skipped], dist.ReduceOp.SUM).wait(), skipped=skipped.cpu().tolist())
 pg.configure(f"127.0.0.1:{port}/quorum/3", "replica", 0, 1)
 s = torch.ones(2, device="npusim")
 pg.allreduce([s], dist.ReduceOp.SUM).wait()
@@ -76,9 +82,13 @@ def test_process_group_life_cycle_and_dead_peer():
         assert o.result("cpu_sum") == [3.0] * 3
         assert o.result("broadcast") == [0.0, 1.0, 2.0]
         assert o.result("healthy") is True
+    assert survivor.result("wait_returned") is True
     error = survivor.result("error")
     assert error is not None and "DistBackendError" in error and "rank 1" in error, error
-    assert "rank(s) [1] failed" in survivor.result("errored")
+    errored = survivor.result("errored")
+    assert errored.startswith("DistBackendError") and "rank 1" in errored, errored
+    # later collectives of the failed configuration return at once, their tensors untouched
+    assert survivor.result("skipped_wait") is True and survivor.result("skipped") == [7.0, 7.0]
     assert survivor.result("alone") == [1.0, 1.0] and survivor.result("healthy_again") is True
     assert survivor.result("after_shutdown") is True
 

@@ -10,15 +10,18 @@ tensors. What torchft relies on beside the collectives:
 * a dead peer never hangs a collective: the npusim backend sees a killed rank's control
   connection close and fails pending and later work with ``DistBackendError`` naming it,
   and everything else is bounded by ``timeout``;
-* ``errored()`` reports that failure (the backend's health), so the Manager refuses to
-  commit the step and reconfigures at the next quorum;
+* a failed collective's ``wait()`` does not raise: the failure is kept and ``errored()``
+  reports it (as does the backend's health), so the Manager refuses to commit the step and
+  reconfigures at the next quorum, and later collectives of this configuration return at
+  once. torchft's ``DistributedDataParallel`` needs this: its communication hook fails on
+  an assertion when a gradient allreduce's ``wait()`` raises (torchft 0.2.0);
 * ``abort()`` fails in-flight work at once and closes the group, so the peers still on it
   hear this rank leave instead of waiting for the timeout.
 """
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.distributed as dist
@@ -41,6 +44,7 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
             raise ValueError(f"ProcessGroupNpuSim: timeout must be a positive timedelta, got {timeout!r}")
         super().__init__(timeout=timeout)
         self._backend = None  # the npusim c10d backend of the current configuration
+        self._error: Optional[Exception] = None  # the first failure of the current configuration
         self._generation = 0
 
     def _create_pg(self, store: dist.Store, rank: int, world_size: int) -> dist.ProcessGroup:
@@ -58,8 +62,22 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
         pg._set_default_backend(custom)
         for device in ("cpu", "npusim"):
             pg._register_backend(torch.device(device), custom, backend)
-        self._backend = backend
+        self._backend, self._error = backend, None
         return pg
+
+    def allreduce(self, tensors: List[torch.Tensor], opts: object) -> dist.Work:
+        if self._error is not None:
+            return _CompletedWork(tensors)
+        try:
+            return _ErrorRecordingWork(self, super().allreduce(tensors, opts))
+        except Exception as error:  # this configuration had already failed
+            self.report_error(error)
+            return _CompletedWork(tensors)
+
+    def report_error(self, error: Exception) -> None:
+        """Records a failure of the current configuration (kept until the next configure)."""
+        if self._error is None:
+            self._error = error
 
     def getBackendName(self) -> str:
         return BACKEND_NAME
@@ -70,6 +88,8 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
         return self._backend
 
     def errored(self) -> Optional[Exception]:
+        if self._error is not None:
+            return self._error
         backend = self._backend
         if backend is None or backend.health == "healthy":
             return None
@@ -95,3 +115,37 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
         if backend is not None:
             backend.abort()     # in-flight work fails now
             backend.shutdown()  # and the peers still on this group hear this rank leave
+
+
+class _ErrorRecordingWork(dist.Work):
+    """A collective whose ``wait()`` records a failure on the group instead of raising; its
+    future still fails (torchft's Manager swallows and reports that itself)."""
+
+    def __init__(self, pg: ProcessGroupNpuSim, work: dist.Work) -> None:
+        super().__init__()
+        self._pg, self._work = pg, work
+
+    def wait(self, timeout: Optional[timedelta] = None) -> bool:
+        try:
+            return self._work.wait() if timeout is None else self._work.wait(timeout)
+        except Exception as error:
+            self._pg.report_error(error)
+            return True
+
+    def get_future(self) -> torch.futures.Future:
+        return self._work.get_future()
+
+
+class _CompletedWork(dist.Work):
+    """A collective skipped because its configuration has failed: done, its tensors unchanged."""
+
+    def __init__(self, tensors: List[torch.Tensor]) -> None:
+        super().__init__()
+        self._future = torch.futures.Future()
+        self._future.set_result(tensors)
+
+    def wait(self, timeout: Optional[timedelta] = None) -> bool:
+        return True
+
+    def get_future(self) -> torch.futures.Future:
+        return self._future

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +49,7 @@ class Run:
     timeline: list = field(default_factory=list)  # (seconds since start, text)
     start: float = 0.0
     kill_time: float | None = None
+    kill_step: int | None = None  # the last step the killed group committed
     stop_step: int | None = None
     logs: dict = field(default_factory=dict)  # (replica, incarnation, group_rank) -> last output lines
 
@@ -70,8 +73,9 @@ class Run:
         """Seconds from the kill to: the survivors' first commit, the restarted group's worker
         being ready, its first step (healed from a peer) and its first commit."""
         assert self.kill_time is not None, "no replica group was killed in this run"
-        after = [e for e in self.of("step") if e["t"] > self.kill_time and e["committed"]]
-        survivors = [e for e in after if e["replica"] != replica]
+        # a survivor's commit of the step the killed group had already committed is not recovery
+        survivors = [e for e in self.of("step") if e["replica"] != replica and e["committed"]
+                     and e["step"] > self.kill_step]
         back = self.of("step", replica, incarnation=1)
         ready = self.of("ready", replica, incarnation=1)
         commits = [e for e in back if e["committed"]]
@@ -96,11 +100,13 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
     stop_file = os.path.join(workdir, "stop_step")
     go_file = os.path.join(workdir, "go")
     procs: dict[tuple, subprocess.Popen] = {}
+    readers: list[threading.Thread] = []
     stores = []
     lighthouse = subprocess.Popen([sys.executable, "-c", LIGHTHOUSE, str(min_replicas)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                   env=dict(os.environ, RUST_LOG="warn"))
-    lighthouse_addr = lighthouse.stdout.readline().strip()
+    ready, _, _ = select.select([lighthouse.stdout], [], [], 120)
+    lighthouse_addr = lighthouse.stdout.readline().strip() if ready else ""
     if not lighthouse_addr.startswith("http"):
         lighthouse.kill()
         raise RuntimeError(f"the lighthouse did not start (exit code {lighthouse.wait()})")
@@ -131,8 +137,9 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             key = (replica, incarnation, group_rank)
             procs[key] = proc
-            threading.Thread(target=read, args=(key, proc.stdout, True), daemon=True).start()
-            threading.Thread(target=read, args=(key, proc.stderr, False), daemon=True).start()
+            for stream, parse_events in ((proc.stdout, True), (proc.stderr, False)):
+                readers.append(threading.Thread(target=read, args=(key, stream, parse_events), daemon=True))
+                readers[-1].start()
 
     def write_stop(step: int) -> None:
         with open(stop_file + ".tmp", "w") as f:
@@ -153,8 +160,9 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
             if time.time() - result.start > deadline_s:
                 raise TimeoutError(f"torchft run passed its {deadline_s} s deadline; last output: "
                                    f"{ {k: v[-5:] for k, v in result.logs.items()} }")
-            current = [p for k, p in procs.items()]
-            if all(p.poll() is not None for p in current) and events.empty():
+            # done when every process exited and everything they printed has been read
+            exited = all(p.poll() is not None for p in procs.values())
+            if exited and not any(r.is_alive() for r in readers) and events.empty():
                 break
             try:
                 e = events.get(timeout=0.2)
@@ -179,11 +187,11 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
                 for (r, inc, _), p in procs.items():
                     if r == kill_replica and inc == 0:
                         p.send_signal(signal.SIGKILL)
-                result.kill_time = time.time()
+                result.kill_time, result.kill_step = time.time(), e["step"]
                 note(f"SIGKILL replica group {kill_replica} after it committed step {e['step']}")
                 launch(kill_replica, 1)
                 note(f"replica group {kill_replica} restarting")
-            elif killed and e["replica"] != kill_replica and e["t"] > result.kill_time:
+            elif killed and e["replica"] != kill_replica and e["step"] > result.kill_step:
                 if not e["committed"] and not survivors_committed:
                     note(f"{who}: step {e['step']} not committed (a peer failed; reconfiguring)")
                 elif e["committed"] and not survivors_committed:
@@ -214,3 +222,4 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
                 pass
         lighthouse.kill()
         lighthouse.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
