@@ -78,15 +78,19 @@ struct KernelRecord {
 // The correlation id kineto pushes for the op being entered on this thread.
 thread_local std::vector<int64_t> correlation_stack;
 
-// Per-thread frame of an op being observed: the launches seen when it began.
-struct OpFrame {
+// An op being observed (handed back to on_exit by RecordFunction, so enter and exit always
+// pair up): the launches seen when it began, and the op it is nested in on this thread.
+struct OpFrame final : at::ObserverContext {
+  OpFrame(int device, c10::Stream stream, uint64_t launches, std::shared_ptr<void> start, OpFrame* parent)
+      : device(device), stream(stream), launches_at_entry(launches), start(std::move(start)), parent(parent) {}
   int device;
   c10::Stream stream;
   uint64_t launches_at_entry;
   uint64_t nested_launches = 0;  // claimed by ops nested inside this one
   std::shared_ptr<void> start;
+  OpFrame* parent;
 };
-thread_local std::vector<OpFrame> op_stack;
+thread_local OpFrame* innermost_op = nullptr;
 
 class Recorder {
  public:
@@ -121,26 +125,27 @@ class Recorder {
     if (npusimGetDeviceCount(&count) != npusimSuccess || count == 0) return nullptr;
     int device = op_device(fn);
     c10::Stream stream = current_stream(static_cast<c10::DeviceIndex>(device));
-    op_stack.push_back(OpFrame{device, stream, launch_count(static_cast<c10::DeviceIndex>(device)), 0,
-                               record_event(runtime_stream(stream))});
-    return nullptr;
+    auto frame = std::make_unique<OpFrame>(device, stream, launch_count(static_cast<c10::DeviceIndex>(device)),
+                                           record_event(runtime_stream(stream)), innermost_op);
+    innermost_op = frame.get();
+    return frame;
   }
 
-  static void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
-    if (op_stack.empty()) return;
-    OpFrame frame = std::move(op_stack.back());
-    op_stack.pop_back();
-    uint64_t launched = launch_count(static_cast<c10::DeviceIndex>(frame.device)) - frame.launches_at_entry;
-    if (!op_stack.empty()) op_stack.back().nested_launches += launched;
+  static void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
+    auto* frame = static_cast<OpFrame*>(context);
+    if (!frame) return;
+    innermost_op = frame->parent;
+    uint64_t launched = launch_count(static_cast<c10::DeviceIndex>(frame->device)) - frame->launches_at_entry;
+    if (frame->parent && frame->parent->device == frame->device) frame->parent->nested_launches += launched;
     const char* name = fn.name();
     // a collective is shown even when it launched nothing here (one rank, or work done by the
     // backend's own threads); other ops only when they launched work themselves
-    if (!is_collective(name) && launched <= frame.nested_launches) return;
+    if (!is_collective(name) && launched <= frame->nested_launches) return;
     // Global callbacks run before the profiler's own: on exit the op's correlation id is still
     // pushed (on entry it is not yet).
     int64_t correlation = correlation_stack.empty() ? 0 : correlation_stack.back();
-    KernelRecord record{name, frame.device, is_collective(name) ? kCollectiveTrack : frame.stream.id(),
-                        correlation, std::move(frame.start), record_event(runtime_stream(frame.stream))};
+    KernelRecord record{name, frame->device, is_collective(name) ? kCollectiveTrack : frame->stream.id(),
+                        correlation, std::move(frame->start), record_event(runtime_stream(frame->stream))};
     auto& self = get();
     std::lock_guard<std::mutex> lock(self.mutex_);
     self.records_.push_back(std::move(record));
