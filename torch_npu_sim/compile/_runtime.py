@@ -5,9 +5,11 @@ import torch
 
 from .. import _C
 from .. import device as _npusim
+from ..simulation import compiled as _simulation_compiled
 
-# kernel(*args) inside a device-access scope: compiled kernels read npusim memory directly
-npusim_kernel_call = _C._call_with_device_access
+# kernel(*args) inside a device-access scope: compiled kernels read npusim memory directly;
+# costed: each call is charged to the stream's simulated clock while the cost model is on
+npusim_kernel_call = _simulation_compiled.costed(_C._call_with_device_access)
 
 _devices = [torch.device("npusim", index) for index in range(_npusim.device_count())]
 
