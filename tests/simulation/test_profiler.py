@@ -12,6 +12,9 @@ import torch.distributed as dist
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "distributed"))
+from launcher import assert_clean, launch  # noqa: E402
+
 ACTIVITIES = [ProfilerActivity.CPU, ProfilerActivity.PrivateUse1]
 
 
@@ -138,6 +141,38 @@ def test_simulated_timing_gives_simulated_durations(tmp_path):
     (kernel,) = [k for k in _kernels(_export(prof, tmp_path)) if k["name"] == "aten::mm"]
     assert simulated_ms > 0
     assert kernel["dur"] == pytest.approx(simulated_ms * 1000, rel=1e-3, abs=1e-3)
+
+
+TWO_RANK_SCRIPT = """
+import json
+from torch.profiler import ProfilerActivity, profile
+dist.init_process_group("npusim", timeout=timedelta(seconds=60))
+x = torch.full((4096,), float(RANK + 1), device="npusim")
+with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.PrivateUse1]) as prof:
+    y = x * 2
+    dist.all_reduce(y)
+    torch.npusim.synchronize()
+path = os.path.join(os.environ["DIST_TEST_DIR"], f"trace{RANK}.json")
+prof.export_chrome_trace(path)
+trace = json.load(open(path))
+kernels = [(e["name"], e["tid"]) for e in trace["traceEvents"] if e.get("cat") == "kernel"]
+tracks = {e["tid"]: e["args"]["name"] for e in trace["traceEvents"]
+          if e.get("ph") == "M" and e.get("name") == "thread_name" and e["pid"] == 0}
+report(kernels=kernels, tracks={str(k): v for k, v in tracks.items()}, total=y[0].item())
+dist.destroy_process_group()
+"""
+
+
+def test_two_rank_collective_on_its_own_track():
+    outcomes = launch(TWO_RANK_SCRIPT, world=2, timeout=240)
+    assert_clean(outcomes)
+    for outcome in outcomes:
+        assert outcome.result("total") == 6.0  # (1 + 2) * 2
+        kernels, tracks = outcome.result("kernels"), outcome.result("tracks")
+        (collective_track,) = [tid for name, tid in kernels if name == "c10d::allreduce_"]
+        (multiply_track,) = [tid for name, tid in kernels if name == "aten::mul"]
+        assert tracks[str(collective_track)] == "npusim collectives"
+        assert tracks[str(multiply_track)].startswith("npusim stream ")
 
 
 LEGACY_SCRIPT = textwrap.dedent("""
