@@ -51,6 +51,23 @@ def test_key_averages_names_npusim_kernels_with_device_times():
     assert y.sum().item() == pytest.approx((x.cpu() @ x.cpu()).sum().item(), rel=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:Warning. Profiler clears events")  # each cycle on its own is the point
+def test_scheduled_profile_reports_only_active_steps():
+    x = torch.randn(32, 32, device="npusim")
+    cycles = []
+
+    def ready(prof):
+        cycles.append({e.key: e.count for e in prof.key_averages() if e.device_type == DeviceType.PrivateUse1})
+
+    plan = torch.profiler.schedule(wait=1, warmup=1, active=2, repeat=2)
+    with profile(activities=ACTIVITIES, schedule=plan, on_trace_ready=ready) as prof:
+        for _ in range(8):
+            x @ x
+            torch.npusim.synchronize()
+            prof.step()
+    assert cycles == [{"aten::mm": 2}, {"aten::mm": 2}]
+
+
 def test_cpu_only_profile_records_no_npusim_kernels(tmp_path):
     x = torch.randn(32, 32, device="npusim")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
