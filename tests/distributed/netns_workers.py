@@ -1,5 +1,5 @@
-"""Rank programs for tests/distributed/test_netns_hosts.py and benchmarks/bench_multihost.py,
-run inside the simulated hosts (network namespaces). Each writes what it saw as JSON
+"""Rank programs for tests/distributed/test_netns_hosts.py, run inside the simulated hosts
+(network namespaces). Each writes what it saw as JSON
 (and tensors) into the directory given as its first argument; the harness compares.
 
   python netns_workers.py DIR collectives   under torchrun: results of a set of collectives
