@@ -245,7 +245,7 @@ npusimError_t npusimResetSimulatedTime(void);
    progress thread, say) open a scope themselves. Begin/End nest; without the mode they cost
    one check. */
 npusimError_t npusimDeviceAccessBegin(void);
-npusimError_t npusimDeviceAccessEnd(void); /* InvalidValue when no scope is open */
+npusimError_t npusimDeviceAccessEnd(void); /* in the mode, InvalidValue when no scope is open */
 int npusimProtectedMemoryEnabled(void);    /* 1 in NPUSIM_PROTECT_MEMORY=1 mode */
 uint64_t npusimDeviceAccessOpenings(void); /* 0 -> 1 transitions so far (each costs mprotects) */
 
