@@ -85,6 +85,12 @@ def test_ordered_accesses_are_not_reported(sanitized, order):
     assert torch.equal((a + 1).cpu(), torch.full((1000,), 3.0))
 
 
+def test_accelerator_streams_are_watched(sanitized):
+    a, side = _written_on_side_stream()
+    torch.accelerator.current_stream().wait_stream(side)
+    assert torch.equal((a + 1).cpu(), torch.full((1000,), 3.0))
+
+
 def test_event_recorded_before_the_write_does_not_order_it(sanitized):
     a = torch.ones(4, device="npusim")
     side = torch.npusim.Stream()
@@ -111,6 +117,7 @@ def test_disable_restores_the_stream_api():
     assert not sanitizer.is_enabled()
     assert "wait_stream" not in torch.npusim.Stream.__dict__
     assert type(torch.npusim.Event()) is torch.Event
+    assert type(torch.accelerator.current_stream()) is torch.Stream
     a, side = _written_on_side_stream()
     (a + 1).cpu()  # not watched any more
 

@@ -4,7 +4,10 @@ npusim streams are a Python subclass of ``torch.Stream`` and events are made by
 ``torch.npusim.Event``, so while the sanitizer is on, their ordering calls are wrapped
 here: ``record_event``, ``wait_event``, ``wait_stream``, ``synchronize`` on streams;
 ``record``, ``wait``, ``synchronize`` on events made while it is on; and the device
-synchronizes (``torch.npusim.synchronize``, ``torch.accelerator.synchronize``).
+synchronizes (``torch.npusim.synchronize``, ``torch.accelerator.synchronize``);
+``torch.accelerator.current_stream()`` hands out the watched npusim stream class. Events
+made as plain ``torch.Event`` objects (not through ``torch.npusim.Event`` or
+``record_event``) carry no clock: waiting on them orders nothing here.
 """
 from __future__ import annotations
 
@@ -72,6 +75,13 @@ def install(detector) -> None:
         originals["synchronize"](self)
         ordering.host_waited(ordering.snapshot(_key(self)))
 
+    def accelerator_current_stream(device=None):
+        stream = _saved["accelerator_current_stream"](device)
+        if stream.device.type != "npusim" or isinstance(stream, Stream):
+            return stream
+        # the npusim subclass, whose ordering calls are watched
+        return Stream(stream_id=stream.stream_id, device_index=stream.device_index, device_type=stream.device_type)
+
     def device_synchronize(device=None):
         _saved["accelerator_synchronize"](device)
         ordering.host_waited_for_all()
@@ -80,11 +90,13 @@ def install(detector) -> None:
     _saved["event"] = torch.npusim.Event
     _saved["accelerator_synchronize"] = torch.accelerator.synchronize
     _saved["npusim_synchronize"] = torch.npusim.synchronize
+    _saved["accelerator_current_stream"] = torch.accelerator.current_stream
     Stream.record_event, Stream.wait_event = record_event, wait_event
     Stream.wait_stream, Stream.synchronize = wait_stream, stream_synchronize
     torch.npusim.Event = make_event
     torch.accelerator.synchronize = device_synchronize
     torch.npusim.synchronize = device_synchronize
+    torch.accelerator.current_stream = accelerator_current_stream
 
 
 def uninstall() -> None:
@@ -98,4 +110,5 @@ def uninstall() -> None:
     torch.npusim.Event = _saved["event"]
     torch.accelerator.synchronize = _saved["accelerator_synchronize"]
     torch.npusim.synchronize = _saved["npusim_synchronize"]
+    torch.accelerator.current_stream = _saved["accelerator_current_stream"]
     _saved.clear()
