@@ -20,14 +20,29 @@ tensors. What torchft relies on beside the collectives:
 """
 from __future__ import annotations
 
+import importlib.metadata
+import warnings
 from datetime import timedelta
 from typing import List, Optional
 
 import torch
 import torch.distributed as dist
-from torchft.process_group import ProcessGroupWrapper
+try:
+    from torchft.process_group import ProcessGroupWrapper
+except ImportError as error:  # an optional extra
+    raise ImportError("torch_npu_sim.integrations.torchft needs torchft==0.2.0, the `torchft` extra "
+                      "(bash scripts/install_torchft.sh)") from error
 
 BACKEND_NAME = "torchft-npusim"
+# torchft versions the internals this relies on (_private_torch.TORCHFT_PRIVATE_USES) were checked on
+CHECKED_TORCHFT_VERSIONS = ("0.2.0",)
+_PRIVATE_TORCH = ("torch.distributed:ProcessGroup._set_default_backend",
+                  "torch.distributed:ProcessGroup._register_backend")
+
+if importlib.metadata.version("torchft") not in CHECKED_TORCHFT_VERSIONS:
+    warnings.warn(f"torch_npu_sim: torchft {importlib.metadata.version('torchft')} is not one of "
+                  f"{CHECKED_TORCHFT_VERSIONS}, which ProcessGroupNpuSim was checked on (it relies on the torchft "
+                  "internals listed in torch_npu_sim/_private_torch.py, TORCHFT_PRIVATE_USES)", RuntimeWarning)
 
 
 class ProcessGroupNpuSim(ProcessGroupWrapper):
@@ -48,8 +63,9 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
         self._generation = 0
 
     def _create_pg(self, store: dist.Store, rank: int, world_size: int) -> dist.ProcessGroup:
-        from ... import _C
+        from ... import _C, _private_torch
 
+        _private_torch.require_checked_version(_PRIVATE_TORCH, "ProcessGroupNpuSim registers its backend with them")
         if not 0 <= rank < world_size:
             raise ValueError(f"ProcessGroupNpuSim: rank {rank} is outside a world of size {world_size}")
         _C._init_distributed()

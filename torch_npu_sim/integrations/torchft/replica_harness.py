@@ -155,7 +155,7 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
             launch(replica, 0)
         note(f"launched {groups * group_size} processes")
         seen_first_commit = False
-        survivors_committed = back_committed = back_stepped = False
+        survivors_committed = back_committed = back_stepped = back_in_full = False
         while True:
             if time.time() - result.start > deadline_s:
                 raise TimeoutError(f"torchft run passed its {deadline_s} s deadline; last output: "
@@ -206,6 +206,9 @@ def run(mode: str = "ddp", groups: int = 3, group_size: int = 1, min_replicas: i
                     note(f"{who}: committed step {e['step']} with {e['participants']} replica groups: "
                          "training again")
                     write_stop(e["step"] + steps_after_rejoin)
+                if e["committed"] and e["participants"] == groups and not back_in_full:
+                    back_in_full = True
+                    note(f"{who}: committed step {e['step']} in the full quorum of {groups} replica groups")
         note("all processes exited")
         failed = {k: p.returncode for k, p in procs.items() if p.returncode not in (0, -signal.SIGKILL)}
         if failed:
