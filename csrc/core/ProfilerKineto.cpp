@@ -48,14 +48,15 @@ float elapsed_ms(const std::shared_ptr<void>& from, const std::shared_ptr<void>&
 
 bool is_collective(const char* name) { return std::string_view(name).starts_with("c10d::"); }
 
-// The npusim device an op runs on: its first npusim tensor's (or device argument's), else the
-// current device (an op on npusim:1 called while npusim:0 is current launches on npusim:1).
+// The npusim device an op runs on: its first npusim tensor's (or device argument's); an op on
+// npusim:1 called while npusim:0 is current launches on npusim:1. -1 when it has none.
 int op_device(const at::RecordFunction& fn) {
-  auto npusim_index = [](const c10::Device& device) {
-    return device.type() == c10::DeviceType::PrivateUse1 ? device.index() : c10::DeviceIndex(-1);
+  auto npusim_index = [](const c10::Device& device) -> int {
+    if (device.type() != c10::DeviceType::PrivateUse1) return -1;
+    return device.has_index() ? device.index() : current_device();
   };
   for (const c10::IValue& input : fn.inputs()) {
-    c10::DeviceIndex index = -1;
+    int index = -1;
     if (input.isTensor())
       index = npusim_index(input.toTensor().device());
     else if (input.isDevice())
@@ -64,7 +65,7 @@ int op_device(const at::RecordFunction& fn) {
       index = npusim_index(input.toTensorList().get(0).device());
     if (index >= 0) return index;
   }
-  return current_device();
+  return -1;
 }
 
 struct KernelRecord {
@@ -124,6 +125,12 @@ class Recorder {
     int count = 0;
     if (npusimGetDeviceCount(&count) != npusimSuccess || count == 0) return nullptr;
     int device = op_device(fn);
+    if (device < 0) {
+      // ops on CPU tensors only (a gloo collective, host math) are not npusim work; a user
+      // scope (record_function) has no arguments and stands for the current device
+      if (fn.scope() != at::RecordScope::USER_SCOPE) return nullptr;
+      device = current_device();
+    }
     c10::Stream stream = current_stream(static_cast<c10::DeviceIndex>(device));
     auto frame = std::make_unique<OpFrame>(device, stream, launch_count(static_cast<c10::DeviceIndex>(device)),
                                            record_event(runtime_stream(stream)), innermost_op);

@@ -36,13 +36,16 @@ def _track_names(trace: dict) -> dict[tuple[int, int], str]:
 
 def test_key_averages_names_npusim_kernels_with_device_times():
     x = torch.randn(96, 96, device="npusim")
+    host = torch.randn(8)
     with profile(activities=ACTIVITIES) as prof:
         for _ in range(3):
             y = x @ x
+        host.sub(1)  # CPU-only work is no npusim kernel
         torch.npusim.synchronize()
     averages = prof.key_averages()
     kernels = {e.key: e for e in averages if e.device_type == DeviceType.PrivateUse1}
     assert "aten::mm" in kernels, [e.key for e in averages]
+    assert "aten::sub" in {e.key for e in averages} and "aten::sub" not in kernels
     assert kernels["aten::mm"].count == 3
     assert kernels["aten::mm"].self_device_time_total > 0
     # the op that launched them carries their device time
