@@ -31,10 +31,11 @@ import torch.distributed as dist
 WORKER = "torch_npu_sim.integrations.torchft.replica_worker"
 # The lighthouse runs in its own process (its log level is fixed when torchft is imported);
 # it prints its address and exits when its stdin closes, so it never outlives this process.
+# A quorum waits up to 3 s for a live (heartbeating) group that is late, e.g. on a loaded machine.
 LIGHTHOUSE = """
 import sys
 from torchft.coordination import LighthouseServer
-server = LighthouseServer(bind="[::]:0", min_replicas=int(sys.argv[1]), join_timeout_ms=500, quorum_tick_ms=50,
+server = LighthouseServer(bind="[::]:0", min_replicas=int(sys.argv[1]), join_timeout_ms=3000, quorum_tick_ms=50,
                           heartbeat_timeout_ms=1000)
 print(server.address(), flush=True)
 sys.stdin.read()
