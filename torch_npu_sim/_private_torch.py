@@ -208,6 +208,10 @@ TORCHFT_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
      "set_timeout's value (an instance attribute): the collectives' and store's timeout"),
     ("torchft.process_group:ProcessGroupWrapper._replica_id", _TORCHFT, "names each npusim group"),
     ("torchft.process_group:ProcessGroupWrapper._quorum_id", _TORCHFT, "names each npusim group"),
+    ("torchft.ddp:DistributedDataParallel._comm_hook", "torch_npu_sim/integrations/torchft/ddp.py",
+     "replaced by a hook that survives a failed step (registered by torchft's __init__)"),
+    ("torchft.manager:_ManagedFuture._fut", "torch_npu_sim/integrations/torchft/ddp.py",
+     "the underlying future DDP is handed, as torchft's own hook does"),
 )
 
 # C++: private headers and symbols (listed, and checked for presence in the installed headers).

@@ -101,9 +101,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
 
     from torchft import Manager
-    from torchft.ddp import DistributedDataParallel
 
-    from torch_npu_sim.integrations.torchft import ProcessGroupNpuSim
+    from torch_npu_sim.integrations.torchft import DistributedDataParallel, ProcessGroupNpuSim
 
     device = torch.device("npusim", (args.replica * args.group_size + args.group_rank) % torch.npusim.device_count())
     torch.npusim.set_device(device)
