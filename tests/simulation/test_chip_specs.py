@@ -1,6 +1,9 @@
 """Chip specifications: presets with cited figures, custom JSON specs, NPUSIM_CHIP and the device properties."""
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -57,12 +60,10 @@ def test_missing_fields_unknown_presets_and_bad_files(tmp_path):
         chips.resolve(str(tmp_path / "absent.json"))
 
 
-def test_npusim_chip_sets_name_memory_and_cores(fresh_python):
-    import os
+def test_npusim_chip_sets_name_memory_and_cores():
+    # NPUSIM_DEVICE_MEMORY / NPUSIM_DEVICE_NAME would win over the chip: unset here
     env = {k: v for k, v in os.environ.items() if k not in ("NPUSIM_DEVICE_MEMORY", "NPUSIM_DEVICE_NAME")}
     env.update(NPUSIM_CHIP="a100-sxm4-80gb", NPUSIM_SIM_TIMING="1")
-    import subprocess
-    import sys
     code = ("import torch\nfrom torch_npu_sim import simulation as sim\n"
             "p = torch.npusim.get_device_properties(0)\n"
             "print(sim.get_chip().name, sim.enabled(), sim.simulated_timing(), p.name, p.total_memory >> 30, "

@@ -10,9 +10,7 @@
 #include "runtime_internal.h"
 #include "sim_clock.h"
 
-namespace {
-std::atomic<uint64_t> next_stream_id{1};
-}
+namespace { std::atomic<uint64_t> next_stream_id{1}; }
 
 struct npusimStream_st {
   npusimStream_st(int device, int priority) : device(device), priority(priority) {}
