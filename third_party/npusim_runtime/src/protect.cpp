@@ -8,6 +8,7 @@
 // device memory too) run together. The price: while any thread is inside a scope, another
 // thread may read device memory unnoticed.
 #include <execinfo.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -87,20 +88,26 @@ void write_num(uintptr_t value, bool hex) {
 
 void on_fault(int sig, siginfo_t* info, void* context) {
   auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  Region hit_copy{0, 0, 0};
   const Region* hit = nullptr;
   uintptr_t hit_base = 0;
   if (info->si_code > 0) {  // a real fault, not a signal sent by kill/raise
-    // No lock: the faulting thread may not hold scope_mutex (nothing under it touches
-    // device memory), and the process is about to end anyway.
+    // The faulting thread never holds scope_mutex (nothing under it touches device
+    // memory), so waiting briefly for another thread's allocation or free is safe; past
+    // that, read anyway: the process is about to end.
+    bool locked = false;
+    for (int i = 0; i < 100000 && !(locked = scope_mutex().try_lock()); ++i) sched_yield();
     auto& r = regions();
     auto it = r.upper_bound(addr);
     if (it != r.begin()) {
       --it;
       if (addr < it->first + it->second.mapped) {
-        hit = &it->second;
+        hit_copy = it->second;
+        hit = &hit_copy;
         hit_base = it->first;
       }
     }
+    if (locked) scope_mutex().unlock();
   }
   if (!hit) {
     // not ours: hand the signal to whoever handled it before (Python's faulthandler, ...)
