@@ -76,6 +76,24 @@ def main() -> None:
     print(f"weights after 50 steps identical to the CPU run: {same}  ({time.perf_counter() - t0:.2f} s for both)")
     print(f"peak memory on npusim:0 during training: {torch.npusim.max_memory_allocated(0) / 2**20:.2f} MiB")
 
+    banner("Simulating a chip: the same training step, timed on two real chips' figures")
+    from torch_npu_sim import simulation as sim
+    for chip in ("a100-sxm4-80gb", "edge-npu"):
+        spec = sim.set_chip(chip)
+        sim.enable()
+        sim.reset()  # every stream's simulated clock to 0
+        opt_npu.zero_grad()
+        (model_npu(data_npu) - target_npu).pow(2).mean().backward()
+        opt_npu.step()
+        torch.npusim.synchronize()
+        stats = sim.breakdown()
+        print(f"  {spec.name}: predicted step {sim.sim_time_ns() / 1e3:.1f} us over {sum(s.count for s in stats)} "
+              f"launches; largest: " + ", ".join(f"{s.name} {s.sim_ns / 1e3:.1f} us" for s in stats[:3]))
+    sim.disable()
+    sim.set_chip("npusim-1")
+    print("  (roofline cost per launch: max(FLOPs/peak, bytes/bandwidth) + launch latency; "
+          "see examples/simulate_chip.py for a transformer step, a per-op table and a Chrome trace)")
+
     banner("4 processes, one npusim device each: DDP over the npusim collective backend")
     world = 4
     queue = torch.multiprocessing.get_context("spawn").SimpleQueue()
