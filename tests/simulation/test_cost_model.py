@@ -82,16 +82,20 @@ def _npusim_flops(fn, names):
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
               "aten::_scaled_dot_product_flash_attention_for_cpu",
-              "aten::_scaled_dot_product_flash_attention_for_cpu_backward", "aten::convolution"}
+              "aten::_scaled_dot_product_flash_attention_for_cpu_backward", "aten::convolution",
+              "aten::convolution_backward"}
 
 
-@pytest.mark.parametrize("case", ["mm", "addmm", "bmm", "baddbmm", "linear_backward", "sdpa", "sdpa_backward"])
+@pytest.mark.parametrize("case", ["mm", "addmm", "bmm", "baddbmm", "linear_backward", "sdpa", "sdpa_backward",
+                                  "conv2d", "conv2d_backward", "conv_transpose1d_backward"])
 def test_flops_agree_with_flop_counter(h100, case):
     torch.manual_seed(0)
     shapes = {
         "mm": [(64, 96), (96, 80)], "addmm": [(80,), (64, 96), (96, 80)], "bmm": [(3, 64, 32), (3, 32, 48)],
         "baddbmm": [(3, 64, 48), (3, 64, 32), (3, 32, 48)], "linear_backward": [(16, 64), (32, 64), (32,)],
         "sdpa": [(2, 4, 64, 32)] * 3, "sdpa_backward": [(2, 4, 64, 32)] * 3,
+        "conv2d": [(2, 3, 16, 16), (8, 3, 3, 3), (8,)], "conv2d_backward": [(2, 3, 16, 16), (8, 3, 3, 3), (8,)],
+        "conv_transpose1d_backward": [(2, 4, 20), (4, 6, 5), (6,)],
     }[case]
     cpu = [torch.randn(s, requires_grad=case.endswith("backward")) for s in shapes]
 
@@ -106,6 +110,11 @@ def test_flops_agree_with_flop_counter(h100, case):
             return torch.baddbmm(*t)
         if case == "linear_backward":
             return F.linear(*t).sum().backward()
+        if case.startswith("conv2d"):
+            out = F.conv2d(*t, stride=2, padding=1)
+            return out.sum().backward() if case.endswith("backward") else out
+        if case == "conv_transpose1d_backward":
+            return F.conv_transpose1d(*t, stride=2).sum().backward()
         out = F.scaled_dot_product_attention(*t)
         if case == "sdpa_backward":
             out.sum().backward()
