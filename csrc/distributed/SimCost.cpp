@@ -3,14 +3,11 @@
 // rank sends over its links.
 #include "distributed/SimCost.h"
 
+#include "distributed/algorithms/Algorithms.h"
 #include "npusim_runtime.h"
 #include "simulation/CollectiveCost.h"
 
 namespace torch_npu_sim::dist {
-
-namespace {
-constexpr double kAllReduceDirectMaxBytes = 64 << 10;  // as algorithms/AllReduce.cpp
-}
 
 void charge_collective_cost(OpKind kind, const at::Tensor& like, uint64_t numel, int world) {
   if (!npusimCostModelEnabled() || !like.defined() || like.device().type() != c10::DeviceType::PrivateUse1) return;

@@ -15,6 +15,10 @@
 
 namespace torch_npu_sim::dist {
 
+// all_reduce up to this size runs direct (every rank reduces everything); larger ones as
+// reduce-scatter then all-gather. The simulated cost model (SimCost.cpp) follows it.
+constexpr size_t kAllReduceDirectMaxBytes = 64 << 10;
+
 struct Span {
   void* data = nullptr;
   size_t numel = 0;

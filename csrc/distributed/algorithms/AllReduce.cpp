@@ -10,7 +10,6 @@
 namespace torch_npu_sim::dist {
 namespace {
 
-constexpr size_t kDirectMaxBytes = 64 << 10;
 constexpr uint8_t kAvg = 1;
 
 void all_reduce_direct(CollectiveContext& c, Span buffer) {
@@ -34,7 +33,7 @@ void all_reduce_direct(CollectiveContext& c, Span buffer) {
 
 void all_reduce(CollectiveContext& c, Span buffer) {
   if (c.world() == 1) return;
-  if (c.bytes(buffer) <= kDirectMaxBytes || buffer.numel < static_cast<size_t>(c.world()))
+  if (c.bytes(buffer) <= kAllReduceDirectMaxBytes || buffer.numel < static_cast<size_t>(c.world()))
     return all_reduce_direct(c, buffer);
   std::vector<Span> slices = split(buffer.data, buffer.numel, c.esize(), c.world());
   reduce_scatter(c, slices, slices[c.rank()]);
