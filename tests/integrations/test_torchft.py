@@ -202,8 +202,6 @@ def test_ddp_replica_groups_survive_a_killed_group():
     check_recovery(run, groups=3, group_size=1, killed=1, mode="ddp")
 
 
-@pytest.mark.skipif(os.environ.get("NPUSIM_SLOW_TESTS") != "1",
-                    reason="about a minute more on 2 cores (4 ranks); NPUSIM_SLOW_TESTS=1 runs it")
 def test_hsdp_replica_groups_survive_a_killed_group():
     run = replica_harness.run(mode="hsdp", groups=2, group_size=2, min_replicas=1, kill_replica=1, kill_at_step=3,
                               steps_after_rejoin=3, step_sleep=0.2, timeout_s=5, deadline_s=300)
