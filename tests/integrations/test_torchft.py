@@ -193,7 +193,11 @@ def check_recovery(run: replica_harness.Run, groups: int, group_size: int, kille
             assert curve[step] == pytest.approx(reference[step], rel=1e-4), f"step {step} before the kill"
     for step, loss in curve.items():
         assert loss == pytest.approx(reference[step], rel=0.3, abs=0.01), f"step {step}: {loss} vs {reference[step]}"
-    assert curve[run.stop_step - 1] < 0.2 * curve[0], "training did not converge"
+    # training progressed, at least half as far as the undisturbed run in as many steps (how many
+    # steps run depends on the machine's speed, so no fixed target)
+    last = run.stop_step - 1
+    assert reference[last] < reference[0]
+    assert curve[0] - curve[last] > 0.5 * (reference[0] - reference[last]), "training did not progress"
 
 
 def test_ddp_replica_groups_survive_a_killed_group():
