@@ -12,27 +12,8 @@
 namespace torch_npu_sim {
 namespace {
 
-double bytes_of(std::initializer_list<const at::Tensor*> tensors) {
-  double bytes = 0;
-  for (const at::Tensor* t : tensors)
-    if (t->defined()) bytes += static_cast<double>(t->numel()) * static_cast<double>(t->element_size());
-  return bytes;
-}
-
-// The simulated cost of a convolution launch (flop_counter's conv formula; the backward
-// charges one forward's FLOPs per gradient it computes), filled in once the results exist:
-// the runtime reads the cost after the kernel ran.
-struct ConvolutionCost {
-  bool wanted = simulation_costs_wanted();
-  npusimKernelCost cost{};
-  const npusimKernelCost* get() const { return wanted ? &cost : nullptr; }
-  void set(const char* name, double flops, double bytes, c10::ScalarType dtype) {
-    cost.name = name;
-    cost.flops = flops < 0 ? 0 : flops;
-    cost.bytes = bytes;
-    cost.compute_class = simulation::compute_class_of(dtype);
-  }
-};
+// The convolutions' simulated cost: flop_counter's conv formula; the backward charges one
+// forward's FLOPs per gradient it computes.
 
 at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool transposed,
@@ -40,15 +21,15 @@ at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const 
   at::Tensor b = bias.value_or(at::Tensor());
   auto device = common_npusim_device({&input, &weight, &b}, "convolution");
   at::Tensor out;
-  ConvolutionCost cost;
+  simulation::LaunchCost cost("aten::convolution");
   {
     AllocateOnNpuSim here(device);
     launch_on_stream(device, [&] {
       out = at::convolution(cpu_view(input), cpu_view(weight), b.defined() ? std::optional<at::Tensor>(cpu_view(b)) : std::nullopt,
                             stride, padding, dilation, transposed, output_padding, groups);
       if (cost.wanted)
-        cost.set("aten::convolution", simulation::convolution_flops(input.sizes(), weight.sizes(), out.sizes(), transposed),
-                 bytes_of({&input, &weight, &b, &out}), input.scalar_type());
+        cost.set(simulation::convolution_flops(input.sizes(), weight.sizes(), out.sizes(), transposed),
+                 simulation::tensor_bytes({&input, &weight, &b, &out}), input.scalar_type());
     }, cost.get());
   }
   return adopt(out, device);
@@ -63,7 +44,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
   int64_t out_channels = transposed ? weight.size(1) * groups : weight.size(0);
   std::vector<int64_t> bias_sizes{out_channels};
   std::tuple<at::Tensor, at::Tensor, at::Tensor> grads;
-  ConvolutionCost cost;
+  simulation::LaunchCost cost("aten::convolution_backward");
   {
     AllocateOnNpuSim here(device);
     launch_on_stream(device, [&] {
@@ -71,8 +52,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
                                        dilation, transposed, output_padding, groups, output_mask);
       if (cost.wanted) {
         double forward = simulation::convolution_flops(input.sizes(), weight.sizes(), grad_output.sizes(), transposed);
-        cost.set("aten::convolution_backward", forward * (int(output_mask[0]) + int(output_mask[1])),
-                 bytes_of({&grad_output, &input, &weight, &std::get<0>(grads), &std::get<1>(grads), &std::get<2>(grads)}),
+        cost.set(forward * (int(output_mask[0]) + int(output_mask[1])),
+                 simulation::tensor_bytes({&grad_output, &input, &weight, &std::get<0>(grads), &std::get<1>(grads), &std::get<2>(grads)}),
                  input.scalar_type());
       }
     }, cost.get());

@@ -145,14 +145,11 @@ at::Tensor view_for_cpu(const at::Tensor& t) { return t.device().type() == kNpu 
 
 // The simulated cost of a binary pointwise op, filled in once its result exists (only when
 // simulation wants costs: the hot path stays free).
-struct PointwiseCost {
-  explicit PointwiseCost(const char* name) : wanted(simulation_costs_wanted()) { cost.name = name; }
+struct PointwiseCost : simulation::LaunchCost {
+  using LaunchCost::LaunchCost;
   void fill(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out) {
     if (wanted) cost = simulation::pointwise_cost(cost.name, a, b, out);
   }
-  const npusimKernelCost* get() const { return wanted ? &cost : nullptr; }
-  bool wanted;
-  npusimKernelCost cost{};
 };
 
 template <typename Fn>

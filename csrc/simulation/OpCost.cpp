@@ -44,6 +44,13 @@ namespace {
 
 }  // namespace
 
+double tensor_bytes(std::initializer_list<const at::Tensor*> tensors) {
+  double bytes = 0;
+  for (const at::Tensor* t : tensors)
+    if (t->defined()) bytes += static_cast<double>(t->numel()) * static_cast<double>(t->element_size());
+  return bytes;
+}
+
 int compute_class_of(c10::ScalarType dtype) {
   switch (dtype) {
     case c10::ScalarType::BFloat16:

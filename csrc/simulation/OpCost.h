@@ -40,6 +40,23 @@ double formula_flops(const std::string& name, c10::ArrayRef<c10::IValue> args);
 // (`b` counts only when it is on the device: a CPU scalar is an argument, not memory traffic).
 npusimKernelCost pointwise_cost(const char* name, const at::Tensor& a, const at::Tensor& b, const at::Tensor& out);
 
+// A native kernel's cost, filled in by the kernel once its results exist (the runtime reads
+// the cost after the kernel ran); nothing is computed while simulation does not want costs.
+struct LaunchCost {
+  explicit LaunchCost(const char* name) : wanted(npusimCostModelEnabled() != 0) { cost.name = name; }
+  const npusimKernelCost* get() const { return wanted ? &cost : nullptr; }
+  void set(double flops, double bytes, c10::ScalarType dtype) {
+    cost.flops = flops < 0 ? 0 : flops;
+    cost.bytes = bytes;
+    cost.compute_class = compute_class_of(dtype);
+  }
+  bool wanted;
+  npusimKernelCost cost{};
+};
+
+// bytes of the defined tensors' elements
+double tensor_bytes(std::initializer_list<const at::Tensor*> tensors);
+
 // a convolution's FLOPs from the input, weight and output sizes
 double convolution_flops(c10::IntArrayRef x, c10::IntArrayRef w, c10::IntArrayRef out, bool transposed);
 
