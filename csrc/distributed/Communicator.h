@@ -118,6 +118,10 @@ class Communicator {
   void leave();  // orderly goodbye (destroy_process_group)
 
   std::vector<uint8_t>& scratch(size_t bytes);
+  // Whether every rank can map its peers' device memory (PeerMemory.cpp): learned by the
+  // whole group at its first large collective.
+  enum class PeerAccess : uint8_t { Unknown, Yes, No };
+  PeerAccess peer_access = PeerAccess::Unknown;
 
  private:
   bool step(Transfer& t, const OpDesc* op);

@@ -6,6 +6,8 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 #include <type_traits>
 
 namespace torch_npu_sim::dist {
@@ -92,6 +94,19 @@ void combine(void* dst, const void* src, size_t numel, c10::ScalarType dtype, ui
     NPUSIM_DIST_DTYPES(CASE)
 #undef CASE
     default: TORCH_CHECK(false, "npusim: cannot reduce tensors of dtype ", dtype);
+  }
+}
+
+void reduce_sources(void* dst, const void* const* srcs, int n, size_t numel, c10::ScalarType dtype, uint8_t op) {
+  constexpr size_t kBlockBytes = 16 << 10;  // stays in L1 while every source is combined into it
+  thread_local std::vector<uint8_t> block(kBlockBytes);
+  const size_t esize = c10::elementSize(dtype), per_block = kBlockBytes / esize;
+  auto at = [esize](const void* base, size_t i) { return static_cast<const uint8_t*>(base) + i * esize; };
+  for (size_t i = 0; i < numel; i += per_block) {
+    const size_t len = std::min(per_block, numel - i);
+    std::memcpy(block.data(), at(srcs[0], i), len * esize);
+    for (int k = 1; k < n; ++k) combine(block.data(), at(srcs[k], i), len, dtype, op);
+    std::memcpy(static_cast<uint8_t*>(dst) + i * esize, block.data(), len * esize);
   }
 }
 

@@ -14,6 +14,7 @@
 // While waiting, a rank watches the store for failures reported by others and, on its
 // own host, whether the processes that joined are still alive.
 #include "distributed/Rendezvous.h"
+#include "distributed/PeerMemory.h"
 
 #include <c10/util/Exception.h>
 #include <poll.h>
@@ -69,6 +70,7 @@ class Joiner {
       settings_ = read_settings();
       load_fault_env_once();
       checksum_ = checksum_from_env();
+      peer_access_ = peer_access_from_env();
       std::string bound;
       listen_fd_ = net::listen_on(settings_.socket_addr.empty() ? "127.0.0.1" : settings_.socket_addr, &port_, &bound);
       records_[me] = local_record(config_.world, settings_, bound, port_);
@@ -192,6 +194,7 @@ class Joiner {
                                        make_tcp_transport(std::exchange(data_, {}), me), shm_index);
     auto comm = std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
     comm->set_checksum(checksum_);
+    if (!peer_access_) comm->peer_access = Communicator::PeerAccess::No;
     comm->set_peer_transports(std::move(kinds));
     return comm;
   }
@@ -380,6 +383,7 @@ class Joiner {
   std::string propagated_;
   bool everyone_knows_ = false;
   bool checksum_ = false;
+  bool peer_access_ = true;
 };
 
 }  // namespace

@@ -3,7 +3,8 @@
 //
 // All are "direct": each step sends to and receives from every peer at once over the
 // pair streams, which suits the few ranks of one host and keeps every step a single
-// round of messages. Reductions combine in a fixed order, and each element is reduced
+// round of messages. Large all-reduce, all-gather and reduce-scatter among the ranks of
+// one host read their peers' device memory in place instead (PeerMemory.h). Reductions combine in a fixed order, and each element is reduced
 // on exactly one rank, so every rank ends with bit-identical results.
 #pragma once
 
@@ -57,6 +58,15 @@ void gather(CollectiveContext& c, Span input, const std::vector<Span>& outputs, 
 void scatter(CollectiveContext& c, const std::vector<Span>& inputs, Span output, int root);
 // inputs[r] is reduced across ranks into rank r's output.
 void reduce_scatter(CollectiveContext& c, const std::vector<Span>& inputs, Span output);
+// Through the transport only (all_reduce's fallback, which already asked for peer access).
+void reduce_scatter_streamed(CollectiveContext& c, const std::vector<Span>& inputs, Span output);
+void all_gather_streamed(CollectiveContext& c, Span input, const std::vector<Span>& outputs);
+
+// Steps of the algorithms that read peers' memory in place (PeerMemory.h); the streamed
+// ones use 0-2.
+constexpr uint8_t kPeerHandlesStep = 10;  // and 11, the first time a group agrees on access
+constexpr uint8_t kPeerReducedStep = 12;
+constexpr uint8_t kPeerDoneStep = 13;
 void all_to_all(CollectiveContext& c, const std::vector<Span>& inputs, const std::vector<Span>& outputs);
 void barrier(CollectiveContext& c);
 

@@ -1,13 +1,26 @@
-// All-gather: every rank sends its input to every peer.
+// All-gather: every rank copies each peer's input straight from the peer's device memory
+// where the group can map it (PeerMemory.h), else every rank sends its input to every peer.
 #include <cstring>
 
+#include "distributed/PeerMemory.h"
 #include "distributed/algorithms/Algorithms.h"
 
 namespace torch_npu_sim::dist {
+namespace {
 
-void all_gather(CollectiveContext& c, Span input, const std::vector<Span>& outputs) {
+bool all_gather_in_place(CollectiveContext& c, Span input, const std::vector<Span>& outputs) {
+  auto peers = PeerBuffers::open(c, input.data, c.bytes(input), kPeerHandlesStep);
+  if (!peers) return false;
+  for (int p = 0; p < c.world(); ++p)
+    if (p != c.rank()) std::memcpy(outputs[p].data, peers->of(p), c.bytes(outputs[p]));
+  sync_round(c, kPeerDoneStep);  // every peer has copied this rank's input before it may change
+  return true;
+}
+
+}  // namespace
+
+void all_gather_streamed(CollectiveContext& c, Span input, const std::vector<Span>& outputs) {
   const int me = c.rank();
-  if (outputs[me].data != input.data) std::memcpy(outputs[me].data, input.data, c.bytes(input));
   std::vector<Transfer> ts;
   for (int p = 0; p < c.world(); ++p) {
     if (p == me) continue;
@@ -15,6 +28,13 @@ void all_gather(CollectiveContext& c, Span input, const std::vector<Span>& outpu
     ts.push_back(c.comm.recv_from(p, c.op, outputs[p].data, c.bytes(outputs[p])));
   }
   c.comm.run(ts, c.op, c.deadline);
+}
+
+void all_gather(CollectiveContext& c, Span input, const std::vector<Span>& outputs) {
+  const int me = c.rank();
+  if (outputs[me].data != input.data) std::memcpy(outputs[me].data, input.data, c.bytes(input));
+  if (c.world() > 1 && all_gather_in_place(c, input, outputs)) return;
+  all_gather_streamed(c, input, outputs);
 }
 
 }  // namespace torch_npu_sim::dist

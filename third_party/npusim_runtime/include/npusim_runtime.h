@@ -37,6 +37,7 @@ typedef enum {
   npusimErrorEventNotRecorded = 7,
   npusimErrorTimingDisabled = 8,
   npusimErrorInvalidConfiguration = 9,
+  npusimErrorNotSupported = 10, /* e.g. an allocation that cannot be shared with other processes */
 } npusimError_t;
 
 typedef struct npusimStream_st* npusimStream_t; /* NULL: the device's default stream */
@@ -93,6 +94,23 @@ npusimError_t npusimMalloc(void** ptr, size_t size);
 npusimError_t npusimFree(void* ptr);
 npusimError_t npusimMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 npusimError_t npusimPointerGetAttributes(npusimPointerAttributes* attr, const void* ptr);
+
+/* Device memory shared between processes of one host (as CUDA IPC). A handle names the device
+   allocation containing a pointer; another process opens it and reads and writes the same
+   memory. Allocations of at least NPUSIM_IPC_MIN_BYTES can be shared (not under
+   NPUSIM_PROTECT_MEMORY); sharing keeps the pointer and the contents, and a forked child
+   sees shared allocations copy-on-write. The owner keeps the allocation alive while others
+   use it; a process keeps the mappings it opened cached (bounded) after closing them. */
+#define NPUSIM_IPC_MIN_BYTES ((size_t)1 << 20)
+typedef struct {
+  unsigned char bytes[64]; /* opaque; may be sent to another process as is */
+} npusimIpcMemHandle_t;
+/* NotSupported when the allocation cannot be shared; InvalidDevicePointer when ptr is not device memory */
+npusimError_t npusimIpcGetMemHandle(npusimIpcMemHandle_t* handle, void* ptr);
+/* the memory the handle was made from, mapped into this process. InvalidResourceHandle when
+   it cannot be opened here, and in the owner itself (which uses its own pointer) */
+npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle);
+npusimError_t npusimIpcCloseMemHandle(void* ptr);
 
 /* pinned host memory */
 npusimError_t npusimHostAlloc(void** ptr, size_t size);

@@ -203,6 +203,7 @@ const char* npusimGetErrorString(npusimError_t error) {
     case npusimErrorNotReady: return "device not ready";
     case npusimErrorEventNotRecorded: return "event has not been recorded";
     case npusimErrorTimingDisabled: return "event was created without timing enabled";
+    case npusimErrorNotSupported: return "operation not supported";
     case npusimErrorInvalidConfiguration:
       return runtime().config_error.empty() ? "invalid configuration" : runtime().config_error.c_str();
   }

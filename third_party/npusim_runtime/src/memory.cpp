@@ -1,10 +1,17 @@
 // Memory: capacity-limited device allocations, pinned host allocations, and the
-// registry that answers "what is this pointer?".
+// registry that answers "what is this pointer?". Large device allocations are their own
+// page-aligned mappings, so that one can later be made shareable in place (ipc.cpp).
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 
+#include "memory_internal.h"
 #include "protect.h"
 #include "runtime_internal.h"
 
@@ -13,7 +20,10 @@ namespace {
 
 struct Allocation {
   size_t size;
-  int device;  // -1 for pinned host memory
+  int device;             // -1 for pinned host memory
+  size_t mapped = 0;      // bytes of its own mapping (0: from the heap)
+  int shared_fd = -1;     // memfd behind it once shared
+  uint64_t serial = 0;    // names it in IPC handles (unique in this process)
 };
 
 constexpr size_t kAlignment = 64;
@@ -25,6 +35,40 @@ std::mutex& registry_mutex() {
 std::map<uintptr_t, Allocation>& registry() {
   static auto* r = new std::map<uintptr_t, Allocation>();
   return *r;
+}
+uint64_t next_serial = 1;
+size_t shared_count = 0;  // allocations holding a memfd (guarded by the registry mutex)
+
+size_t page_size() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// Shared allocations each hold a file descriptor: leave most of the process's limit to others.
+size_t max_shared() {
+  static const size_t limit = [] {
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return size_t(4096);
+    return std::min<size_t>(4096, r.rlim_cur / 4);
+  }();
+  return limit;
+}
+
+// A forked child must not write into its parent's device memory: its view of each shared
+// allocation becomes a private (copy-on-write) mapping of the same contents.
+void before_fork() { registry_mutex().lock(); }
+void after_fork_parent() { registry_mutex().unlock(); }
+void after_fork_child() {
+  for (auto& [base, a] : registry())
+    if (a.shared_fd >= 0)
+      mmap(reinterpret_cast<void*>(base), a.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, a.shared_fd, 0);
+  registry_mutex().unlock();
+}
+[[maybe_unused]] const bool fork_handlers_installed = pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0;
+
+void* map_anonymous(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
 }
 
 npusimError_t allocate(void** ptr, size_t size, int device) {
@@ -42,17 +86,26 @@ npusimError_t allocate(void** ptr, size_t size, int device) {
     } while (!state.used.compare_exchange_weak(used, used + size));
   }
   void* p = nullptr;
-  // large blocks come from mmap inside malloc: pages are committed on first touch;
-  // protected device memory is its own mapping, so that it can be made inaccessible
+  size_t mapped = 0;
+  // protected device memory is its own mapping, so that it can be made inaccessible;
+  // large device memory too, so that it can be shared in place; pages are committed on first touch
   bool is_protected = device >= 0 && protect_enabled();
-  if (is_protected) p = protected_alloc(size, device);
-  if (is_protected ? p == nullptr : posix_memalign(&p, kAlignment, size) != 0) {
+  bool ok;
+  if (is_protected) {
+    ok = (p = protected_alloc(size, device)) != nullptr;
+  } else if (device >= 0 && size >= NPUSIM_IPC_MIN_BYTES) {
+    mapped = (size + page_size() - 1) / page_size() * page_size();
+    ok = (p = map_anonymous(mapped)) != nullptr;
+  } else {
+    ok = posix_memalign(&p, kAlignment, size) == 0;
+  }
+  if (!ok) {
     if (device >= 0) runtime().devices[device].used.fetch_sub(size);
     return npusimErrorMemoryAllocation;
   }
   {
     std::lock_guard<std::mutex> lock(registry_mutex());
-    registry()[reinterpret_cast<uintptr_t>(p)] = Allocation{size, device};
+    registry()[reinterpret_cast<uintptr_t>(p)] = Allocation{size, device, mapped, -1, next_serial++};
   }
   *ptr = p;
   return npusimSuccess;
@@ -68,14 +121,62 @@ npusimError_t release(void* ptr, bool device_memory) {
       return npusimErrorInvalidDevicePointer;
     alloc = it->second;
     registry().erase(it);
+    if (alloc.shared_fd >= 0) --shared_count;
   }
-  if (alloc.device >= 0 && protect_enabled()) protected_free(ptr);
-  else std::free(ptr);
+  if (alloc.device >= 0 && protect_enabled()) {
+    protected_free(ptr);
+  } else if (alloc.mapped) {
+    munmap(ptr, alloc.mapped);  // peers' mappings keep the shared pages alive until they let go
+    if (alloc.shared_fd >= 0) close(alloc.shared_fd);
+  } else {
+    std::free(ptr);
+  }
   if (alloc.device >= 0) runtime().devices[alloc.device].used.fetch_sub(alloc.size);
   return npusimSuccess;
 }
 
+// Moves a private mapping's contents into a memfd mapped at the same address.
+int make_shared(void* base, const Allocation& a) {
+  int fd = memfd_create("npusim-device-memory", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  void* staging = MAP_FAILED;
+  if (ftruncate(fd, static_cast<off_t>(a.mapped)) == 0)
+    staging = mmap(nullptr, a.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (staging == MAP_FAILED) {
+    close(fd);
+    return -1;
+  }
+  std::memcpy(staging, base, a.size);
+  munmap(staging, a.mapped);
+  if (mmap(base, a.mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    // the old mapping is gone only if the new one took its place
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace
+
+npusimError_t share_device_allocation(const void* ptr, SharedAllocation* out) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto key = reinterpret_cast<uintptr_t>(ptr);
+  auto it = registry().upper_bound(key);
+  if (it == registry().begin()) return npusimErrorInvalidDevicePointer;
+  --it;
+  Allocation& a = it->second;
+  if (key >= it->first + a.size || a.device < 0) return npusimErrorInvalidDevicePointer;
+  if (!a.mapped || (a.device >= 0 && protect_enabled())) return npusimErrorNotSupported;
+  if (a.shared_fd < 0) {
+    if (shared_count >= max_shared()) return npusimErrorNotSupported;
+    a.shared_fd = make_shared(reinterpret_cast<void*>(it->first), a);
+    if (a.shared_fd < 0) return npusimErrorNotSupported;
+    ++shared_count;
+  }
+  *out = SharedAllocation{reinterpret_cast<void*>(it->first), a.mapped, a.shared_fd, a.serial};
+  return npusimSuccess;
+}
+
 }  // namespace npusim_rt
 
 using namespace npusim_rt;

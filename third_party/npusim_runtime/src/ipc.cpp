@@ -1,0 +1,141 @@
+// Device memory shared between the processes of one host (the IPC section of the API).
+// Exporting makes an allocation memfd-backed (memory.cpp); importing opens that memfd
+// through /proc/<pid>/fd and maps it. Imported mappings stay cached after close, since
+// collectives open the same buffers step after step; the cache is bounded, and evicts
+// the least recently used mapping nobody holds.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <random>
+
+#include "memory_internal.h"
+#include "runtime_internal.h"
+
+namespace npusim_rt {
+namespace {
+
+struct HandleData {
+  uint32_t magic;
+  int32_t pid;
+  int32_t fd;
+  uint32_t reserved;
+  uint64_t process_nonce;  // tells a process from an earlier one with the same pid
+  uint64_t serial;
+  uint64_t mapped;         // bytes of the allocation's mapping
+  uint64_t offset;         // of the pointer within the allocation
+  uint64_t unused[2];
+};
+static_assert(sizeof(HandleData) == sizeof(npusimIpcMemHandle_t), "IPC handle layout");
+constexpr uint32_t kHandleMagic = 0x4350494e;  // "NIPC"
+
+constexpr size_t kCacheMaxMappings = 256;
+constexpr size_t kCacheMaxBytes = size_t(4) << 30;
+
+uint64_t process_nonce() {
+  static const uint64_t nonce = [] {
+    std::random_device rd;
+    return (uint64_t(rd()) << 32 ^ rd()) ^ uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  }();
+  return nonce;
+}
+
+struct PeerMapping {
+  uint64_t nonce, serial;
+  uint8_t* base;
+  size_t mapped;
+  int users;
+};
+
+std::mutex cache_mutex;
+std::list<PeerMapping> cache;  // most recently used first
+size_t cache_bytes = 0;
+
+void evict_unused() {
+  for (auto it = cache.end(); it != cache.begin() && (cache.size() > kCacheMaxMappings || cache_bytes > kCacheMaxBytes);) {
+    --it;
+    if (it->users > 0) continue;
+    munmap(it->base, it->mapped);
+    cache_bytes -= it->mapped;
+    it = cache.erase(it);
+  }
+}
+
+}  // namespace
+}  // namespace npusim_rt
+
+using namespace npusim_rt;
+
+extern "C" {
+
+npusimError_t npusimIpcGetMemHandle(npusimIpcMemHandle_t* handle, void* ptr) {
+  if (!handle || !ptr) return npusimErrorInvalidValue;
+  SharedAllocation a{};
+  npusimError_t err = share_device_allocation(ptr, &a);
+  if (err != npusimSuccess) return err;
+  HandleData h{};
+  h.magic = kHandleMagic;
+  h.pid = static_cast<int32_t>(getpid());
+  h.fd = a.fd;
+  h.process_nonce = process_nonce();
+  h.serial = a.serial;
+  h.mapped = a.mapped;
+  h.offset = static_cast<uint64_t>(static_cast<uint8_t*>(ptr) - static_cast<uint8_t*>(a.base));
+  std::memcpy(handle->bytes, &h, sizeof h);
+  return npusimSuccess;
+}
+
+npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle) {
+  if (!ptr) return npusimErrorInvalidValue;
+  *ptr = nullptr;
+  HandleData h;
+  std::memcpy(&h, handle.bytes, sizeof h);
+  if (h.magic != kHandleMagic || h.offset >= h.mapped) return npusimErrorInvalidResourceHandle;
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  if (h.process_nonce == process_nonce()) return npusimErrorInvalidResourceHandle;  // own memory: use the pointer
+  for (auto it = cache.begin(); it != cache.end(); ++it) {
+    if (it->nonce != h.process_nonce || it->serial != h.serial) continue;
+    if (h.mapped != it->mapped) return npusimErrorInvalidResourceHandle;
+    it->users++;
+    cache.splice(cache.begin(), cache, it);
+    *ptr = it->base + h.offset;
+    return npusimSuccess;
+  }
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", h.pid, h.fd);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return npusimErrorInvalidResourceHandle;
+  struct stat st{};
+  void* base = MAP_FAILED;
+  // the size check catches a descriptor number that no longer names that allocation
+  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == h.mapped)
+    base = mmap(nullptr, h.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) return npusimErrorInvalidResourceHandle;
+  cache.push_front(PeerMapping{h.process_nonce, h.serial, static_cast<uint8_t*>(base), h.mapped, 1});
+  cache_bytes += h.mapped;
+  evict_unused();
+  *ptr = static_cast<uint8_t*>(base) + h.offset;
+  return npusimSuccess;
+}
+
+npusimError_t npusimIpcCloseMemHandle(void* ptr) {
+  if (!ptr) return npusimErrorInvalidValue;
+  auto* p = static_cast<uint8_t*>(ptr);
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  for (auto& m : cache) {
+    if (p < m.base || p >= m.base + m.mapped || m.users == 0) continue;
+    m.users--;
+    evict_unused();
+    return npusimSuccess;
+  }
+  return npusimErrorInvalidValue;
+}
+
+}  // extern "C"
