@@ -42,6 +42,10 @@ void initDistributedBindings(PyObject* module) {
                                "The transport this group uses: 'shm', 'tcp' or 'mixed' (both, per pair).")
         .def_property_readonly("peer_transports", &ProcessGroupNpuSim::peer_transports,
                                "Per group rank: how this rank reaches it, 'self', 'shm' or 'tcp'.")
+        .def_property_readonly("peer_access", &ProcessGroupNpuSim::peer_access,
+                               "Whether large collectives read peers' device memory in place: 'yes', 'no' "
+                               "(NPUSIM_PEER_ACCESS=0, ranks on several hosts, or mapping refused), or "
+                               "'unknown' until the group's first large collective on shareable memory.")
         .def_property_readonly("failed_ranks", &ProcessGroupNpuSim::failed_ranks,
                                "Group ranks named by the group's first failure ([] while healthy).")
         .def_property_readonly("health", &ProcessGroupNpuSim::health_state,

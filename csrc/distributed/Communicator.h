@@ -6,6 +6,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -121,7 +122,7 @@ class Communicator {
   // Whether every rank can map its peers' device memory (PeerMemory.cpp): learned by the
   // whole group at its first large collective.
   enum class PeerAccess : uint8_t { Unknown, Yes, No };
-  PeerAccess peer_access = PeerAccess::Unknown;
+  std::atomic<PeerAccess> peer_access{PeerAccess::Unknown};
 
  private:
   bool step(Transfer& t, const OpDesc* op);

@@ -47,11 +47,11 @@ bool peer_access_from_env() {
 
 std::unique_ptr<PeerBuffers> PeerBuffers::open(CollectiveContext& c, void* mine, size_t bytes, uint8_t step) {
   Communicator& comm = c.comm;
-  // A group spans hosts exactly when its transport is not pure shared memory, on every rank.
+  // A group spans hosts (or chose TCP) exactly when its transport is not pure shared
+  // memory, on every rank alike.
+  if (std::strcmp(comm.transport_name(), "shm") != 0) comm.peer_access = PeerAccess::No;
   // Smaller buffers stream (the same choice on every rank: sizes agree).
-  if (bytes < NPUSIM_IPC_MIN_BYTES || comm.peer_access == PeerAccess::No ||
-      std::strcmp(comm.transport_name(), "shm") != 0)
-    return nullptr;
+  if (bytes < NPUSIM_IPC_MIN_BYTES || comm.peer_access == PeerAccess::No) return nullptr;
   const int n = c.world(), me = c.rank();
   npusimIpcMemHandle_t own{};
   if (npusimIpcGetMemHandle(&own, mine) != npusimSuccess) own = npusimIpcMemHandle_t{};

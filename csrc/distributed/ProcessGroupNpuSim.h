@@ -45,6 +45,13 @@ class ProcessGroupNpuSim : public c10d::Backend {
                                            const c10::intrusive_ptr<Options>& opts_override = nullptr) override;
   std::string transport_name() const { return comm_->transport_name(); }
   std::vector<std::string> peer_transports() const { return comm_->peer_transports(); }
+  std::string peer_access() const {
+    switch (comm_->peer_access.load()) {
+      case Communicator::PeerAccess::Yes: return "yes";
+      case Communicator::PeerAccess::No: return "no";
+      default: return "unknown";
+    }
+  }
   // Why the group stopped working, for recovery code: the ranks named by the first
   // failure (a dead, stopped or mismatched peer; this rank for a local error) and the state.
   std::vector<int> failed_ranks() const { return comm_->health().failed_ranks(); }

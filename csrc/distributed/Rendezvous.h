@@ -37,6 +37,8 @@ struct KeyValueStore {
 //   NPUSIM_CHECKSUM       1: every payload carries a CRC32C checked by its receiver (a
 //                         corrupted byte fails the group, named); 0 (default). Rank 0's
 //                         setting decides for the group.
+//   NPUSIM_PEER_ACCESS    1 (default): large collectives among the ranks of one host read
+//                         peers' device memory in place (PeerMemory.h); 0: they stream.
 //   NPUSIM_FAULTS         fault-injection rules (FaultInjection.h), read at the first group.
 std::unique_ptr<Communicator> rendezvous(const KeyValueStore& store, const GroupConfig& config);
 

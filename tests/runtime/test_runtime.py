@@ -24,8 +24,8 @@ def _build(tmp_path_factory, test_source):
     return out
 
 
-def _run(binary, *args):
-    env = dict(os.environ, NPUSIM_DEVICE_COUNT="3", NPUSIM_DEVICE_MEMORY="1MiB")
+def _run(binary, *args, memory="1MiB"):
+    env = dict(os.environ, NPUSIM_DEVICE_COUNT="3", NPUSIM_DEVICE_MEMORY=memory)
     return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -47,3 +47,10 @@ def test_runtime_includes_no_torch_headers():
         with open(path, errors="ignore") as f:
             text = f.read()
         assert "#include <torch" not in text and "#include <ATen" not in text and "#include <c10" not in text, path
+
+
+def test_runtime_ipc(tmp_path_factory):
+    # sharing device memory with another process, a forked child's copy-on-write view
+    result = _run(_build(tmp_path_factory, "test_ipc.cpp"), memory="64MiB")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ipc tests passed" in result.stdout

@@ -36,7 +36,7 @@ static_assert(sizeof(HandleData) == sizeof(npusimIpcMemHandle_t), "IPC handle la
 constexpr uint32_t kHandleMagic = 0x4350494e;  // "NIPC"
 
 constexpr size_t kCacheMaxMappings = 256;
-constexpr size_t kCacheMaxBytes = size_t(4) << 30;
+constexpr size_t kCacheMaxBytes = size_t(1) << 30;
 
 uint64_t process_nonce() {
   static const uint64_t nonce = [] {
@@ -47,6 +47,7 @@ uint64_t process_nonce() {
 }
 
 struct PeerMapping {
+  int32_t pid;
   uint64_t nonce, serial;
   uint8_t* base;
   size_t mapped;
@@ -98,9 +99,10 @@ npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle) {
   std::memcpy(&h, handle.bytes, sizeof h);
   if (h.magic != kHandleMagic || h.offset >= h.mapped) return npusimErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(cache_mutex);
-  if (h.process_nonce == process_nonce()) return npusimErrorInvalidResourceHandle;  // own memory: use the pointer
+  // own memory: use the pointer (a forked child, with the same nonce, is another process)
+  if (h.process_nonce == process_nonce() && h.pid == static_cast<int32_t>(getpid())) return npusimErrorInvalidResourceHandle;
   for (auto it = cache.begin(); it != cache.end(); ++it) {
-    if (it->nonce != h.process_nonce || it->serial != h.serial) continue;
+    if (it->pid != h.pid || it->nonce != h.process_nonce || it->serial != h.serial) continue;
     if (h.mapped != it->mapped) return npusimErrorInvalidResourceHandle;
     it->users++;
     cache.splice(cache.begin(), cache, it);
@@ -118,7 +120,7 @@ npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle) {
     base = mmap(nullptr, h.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (base == MAP_FAILED) return npusimErrorInvalidResourceHandle;
-  cache.push_front(PeerMapping{h.process_nonce, h.serial, static_cast<uint8_t*>(base), h.mapped, 1});
+  cache.push_front(PeerMapping{h.pid, h.process_nonce, h.serial, static_cast<uint8_t*>(base), h.mapped, 1});
   cache_bytes += h.mapped;
   evict_unused();
   *ptr = static_cast<uint8_t*>(base) + h.offset;
