@@ -101,6 +101,13 @@ PeerBuffers::~PeerBuffers() {
     if (mapped_[p]) npusimIpcCloseMemHandle(ptrs_[p]);
 }
 
+std::vector<const void*> reduction_order(const PeerBuffers& peers, int world, int me, size_t offset) {
+  std::vector<const void*> order{peers.of(me) + offset};
+  for (int p = 0; p < world; ++p)
+    if (p != me) order.push_back(peers.of(p) + offset);
+  return order;
+}
+
 void sync_round(CollectiveContext& c, uint8_t step) {
   OpDesc op = c.at_step(step);
   std::vector<Transfer> ts;

@@ -33,6 +33,10 @@ class PeerBuffers {
   std::vector<bool> mapped_;  // opened through the runtime (to close)
 };
 
+// The buffers at `offset` in the order the streamed algorithms combine them: this rank's
+// own first, then the peers in rank order, so both paths give the same bits.
+std::vector<const void*> reduction_order(const PeerBuffers& peers, int world, int me, size_t offset);
+
 // Empty messages to and from every peer at `step`: when it returns, every rank has done
 // what it did before the round.
 void sync_round(CollectiveContext& c, uint8_t step);

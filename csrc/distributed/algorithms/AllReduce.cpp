@@ -42,8 +42,7 @@ bool all_reduce_in_place(CollectiveContext& c, Span buffer) {
   auto offset = [&](int slice) { return static_cast<uint8_t*>(slices[slice].data) - static_cast<uint8_t*>(buffer.data); };
   // Until the next round only this rank touches slice `me` of any buffer, so it may be
   // written in place while the owners of the other slices read them.
-  std::vector<const void*> sources(n);
-  for (int p = 0; p < n; ++p) sources[p] = peers->of(p) + offset(me);
+  std::vector<const void*> sources = reduction_order(*peers, n, me, offset(me));
   reduce_sources(slices[me].data, sources.data(), n, slices[me].numel, c.dtype, c.op.reduce_op);
   if (c.op.reduce_op == kAvg) finalize_average(slices[me].data, slices[me].numel, c.dtype, n);
   sync_round(c, kPeerReducedStep);

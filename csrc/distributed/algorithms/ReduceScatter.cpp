@@ -1,6 +1,6 @@
 // Reduce-scatter: where the group can map each other's device memory (PeerMemory.h) and
 // the inputs are one buffer, rank r reduces slice r of every rank's input straight into
-// its output, in rank order; else every rank sends inputs[p] to rank p and combines what
+// its output (its own first, then the peers in rank order, as streamed); else every rank sends inputs[p] to rank p and combines what
 // it receives into its output.
 #include <cstring>
 
@@ -31,8 +31,7 @@ bool reduce_scatter_in_place(CollectiveContext& c, const std::vector<Span>& inpu
   if (!peers) return false;
   const int n = c.world(), me = c.rank();
   const size_t offset = static_cast<uint8_t*>(inputs[me].data) - static_cast<uint8_t*>(inputs[0].data);
-  std::vector<const void*> sources(n);
-  for (int p = 0; p < n; ++p) sources[p] = peers->of(p) + offset;
+  std::vector<const void*> sources = reduction_order(*peers, n, me, offset);
   reduce_sources(output.data, sources.data(), n, output.numel, c.dtype, c.op.reduce_op);
   if (c.op.reduce_op == kAvg) finalize_average(output.data, output.numel, c.dtype, n);
   sync_round(c, kPeerDoneStep);  // every peer has read its slice of this rank's input before it may change
