@@ -158,3 +158,43 @@ dist.destroy_process_group()
         assert o.result("child_status") == 0
         assert o.result("parent_sees") == [2.0]
         assert o.result("after") == [4.0]
+
+
+# More ranks than cores (the case a laptop or CI runner simulates): every algorithm by size
+# (direct, streamed rings, in place) at 8 and 16 ranks, each rank on its own device.
+MANY = r"""
+from torch_npu_sim.distributed import backend_of
+dist.init_process_group("npusim", timeout=timedelta(seconds=120))
+dev = torch.device("npusim", RANK)
+failures = []
+def x(rank, numel):  # small integers: every sum is exact, in any order
+    return ((torch.arange(numel) * 7 + rank * 13) % 17 - 8).float()
+def total(numel):
+    return sum(x(r, numel) for r in range(WORLD))
+for numel in (1000, 96 * 1024 + 5, (MIB // 4) * 3 + 7):  # 4 KiB direct; 384 KiB rings; 3 MiB in place
+    t = x(RANK, numel).to(dev)
+    dist.all_reduce(t)
+    if not torch.equal(t.cpu(), total(numel)):
+        failures.append(f"all_reduce {numel}")
+    chunk = numel // WORLD
+    out = torch.empty(chunk, device=dev)
+    dist.reduce_scatter_tensor(out, x(RANK, chunk * WORLD).to(dev))
+    if not torch.equal(out.cpu(), total(chunk * WORLD)[RANK * chunk:(RANK + 1) * chunk]):
+        failures.append(f"reduce_scatter_tensor {chunk * WORLD}")
+for chunk in (1000, MIB // 4 + 3):  # streamed; in place
+    big = torch.empty(chunk * WORLD, device=dev)
+    dist.all_gather_into_tensor(big, x(RANK, chunk).to(dev))
+    if not torch.equal(big.cpu(), torch.cat([x(r, chunk) for r in range(WORLD)])):
+        failures.append(f"all_gather_into_tensor {chunk}")
+report(failures=failures, peer_access=backend_of(dist.group.WORLD).peer_access)
+dist.destroy_process_group()
+""".replace("MIB", str(MiB))
+
+
+@pytest.mark.parametrize("world", [8, 16])
+def test_more_ranks_than_cores(world):
+    outcomes = launch(MANY, world, env={"NPUSIM_DEVICE_COUNT": str(world)}, timeout=600)
+    assert_clean(outcomes)
+    for o in outcomes:
+        assert o.result("failures") == [], (o.rank, o.result("failures"))
+        assert o.result("peer_access") == "yes", describe(outcomes)
