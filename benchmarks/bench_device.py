@@ -14,15 +14,16 @@ MiB = 2**20
 
 def empty_rows() -> list:
     cpu, npu = torch.device("cpu"), torch.device("npusim", 0)
-    t = interleaved({
+    samples = interleaved_samples({
         "cpu": lambda: torch.empty(1),
         "cpu, device='cpu'": lambda: torch.empty(1, device="cpu"),
         "npusim": lambda: torch.empty(1, device="npusim"),
         "cpu, device object": lambda: torch.empty(1, device=cpu),
         "npusim, device object": lambda: torch.empty(1, device=npu),
-    }, calls=20000)
+    }, calls=20000, rounds=15)
+    t = {name: statistics.median(values) for name, values in samples.items()}
     us = lambda name: f"{t[name] * 1e6:.2f} us"
-    ratio = lambda a, b: f"{t[a] / t[b]:.2f}x time"
+    ratio = lambda a, b: f"{paired_ratio(samples, a, b):.2f}x time"  # median of per-round ratios
     return [
         ["torch.empty(1) (npusim: device='npusim')", us("cpu"), us("npusim"), ratio("npusim", "cpu"), "<= 1.2x"],
         ["  same call, both device='...'", us("cpu, device='cpu'"), us("npusim"),
