@@ -3,7 +3,7 @@
     python benchmarks/bench_distributed.py [--quick] [--worlds 2,4,8,16] [--modes quiet,loaded]
 
 For each world size, real processes run all_reduce (4 KiB, 1 MiB, 64 MiB),
-all_gather_into_tensor and reduce_scatter_tensor (64 MiB) on npusim (npusim tensors) and
+all_gather_into_tensor, reduce_scatter_tensor and broadcast (64 MiB) on npusim (npusim tensors) and
 gloo (CPU tensors), and report the median latency, algorithm bandwidth and bus bandwidth
 (nccl-tests formulas) and the ratio to gloo. npusim runs twice: as configured (large
 collectives read peers' device memory in place) and with NPUSIM_PEER_ACCESS=0 (every byte
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table  # noqa: E402
 
 CASES = [("all_reduce", 4 << 10), ("all_reduce", 1 << 20), ("all_reduce", 64 << 20),
-         ("all_gather_into_tensor", 64 << 20), ("reduce_scatter_tensor", 64 << 20)]
+         ("all_gather_into_tensor", 64 << 20), ("reduce_scatter_tensor", 64 << 20), ("broadcast", 64 << 20)]
 
 
 def rank_main(backend, rank, world, port, quick, only_all_reduce=False):
@@ -54,6 +54,9 @@ def rank_main(backend, rank, world, port, quick, only_all_reduce=False):
         elif name == "all_gather_into_tensor":
             out, inp = torch.empty(n, device=device), torch.ones(n // world, device=device)
             op = lambda: dist.all_gather_into_tensor(out, inp)  # noqa: E731
+        elif name == "broadcast":
+            b = torch.ones(n, device=device)
+            op = lambda: dist.broadcast(b, src=0)  # noqa: E731
         else:
             out, inp = torch.empty(n // world, device=device), torch.ones(n, device=device)
             op = lambda: dist.reduce_scatter_tensor(out, inp)  # noqa: E731
@@ -183,7 +186,7 @@ def main():
                 c.kill()
                 c.wait()
     print_table(f"npusim vs gloo on {os.cpu_count()} cores (median per call; busbw = algbw x 2(n-1)/n for "
-                "all_reduce, x (n-1)/n otherwise)", rows,
+                "all_reduce, x 1 for broadcast, x (n-1)/n otherwise)", rows,
                 ["mode", "ranks", "collective", "size", "gloo us", "npusim us", "latency ratio",
                  "gloo busbw GB/s", "npusim busbw GB/s", "busbw ratio", "rings only busbw", "goal"])
     print(f"\nmemcpy on one thread (64 MiB, glibc), measured between the runs: median "
@@ -207,7 +210,7 @@ def compare(world, mode, quick, only_all_reduce):
         key = f"{name} {nbytes}"
         if key not in npusim:
             continue
-        factor = 2 * (world - 1) / world if name == "all_reduce" else (world - 1) / world
+        factor = {"all_reduce": 2 * (world - 1) / world, "broadcast": 1}.get(name, (world - 1) / world)
         g, m = gloo[key], npusim[key]
         size = f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
         goal = ""

@@ -97,6 +97,10 @@ void PeerMonitor::announce(const std::vector<int>& ranks, const std::string& why
 }
 
 void PeerMonitor::leave() {
+  // A rank that failed from a peer's report leaves with that cause: a third rank may see
+  // this goodbye before the original report, and must still name the original cause.
+  if (health_.state() == HealthState::Failed && !health_.failure_is_local())
+    announce(health_.failed_ranks(), health_.reason());
   {
     std::lock_guard<std::mutex> lock(out_mutex_);
     for (size_t p = 0; p < fds_.size(); ++p) {

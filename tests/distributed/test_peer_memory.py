@@ -45,6 +45,10 @@ for numel in (MIB // 4 + 3, 3 * MIB + 1):
         outs = [torch.empty(chunk, dtype=dtype, device=dev) for _ in range(WORLD)]
         dist.all_gather(outs, parts[RANK].to(dev))
         check(f"all_gather {dtype}", torch.cat(outs), torch.cat(parts))
+        for root in (0, WORLD - 1):
+            b = xs[RANK].to(dev)
+            dist.broadcast(b, src=root)
+            check(f"broadcast {dtype} from {root}", b, xs[root])
         out = torch.empty(chunk, dtype=dtype, device=dev)  # separate input tensors: streamed
         dist.reduce_scatter(out, [xs[RANK][p * chunk:(p + 1) * chunk].to(dev) for p in range(WORLD)])
         check(f"reduce_scatter list {dtype}", out, total[RANK * chunk:(RANK + 1) * chunk].to(dtype))
@@ -161,7 +165,7 @@ dist.destroy_process_group()
 
 
 # More ranks than cores (the case a laptop or CI runner simulates): every algorithm by size
-# (direct, streamed rings, in place) at 8 and 16 ranks, each rank on its own device.
+# (direct, streamed rings, in place) at 8 and 16 ranks, and broadcast, each rank on its own device.
 MANY = r"""
 from torch_npu_sim.distributed import backend_of
 dist.init_process_group("npusim", timeout=timedelta(seconds=120))
@@ -181,6 +185,10 @@ for numel in (1000, 96 * 1024 + 5, (MIB // 4) * 3 + 7):  # 4 KiB direct; 384 KiB
     dist.reduce_scatter_tensor(out, x(RANK, chunk * WORLD).to(dev))
     if not torch.equal(out.cpu(), total(chunk * WORLD)[RANK * chunk:(RANK + 1) * chunk]):
         failures.append(f"reduce_scatter_tensor {chunk * WORLD}")
+    b = x(RANK, numel).to(dev)
+    dist.broadcast(b, src=WORLD // 2)
+    if not torch.equal(b.cpu(), x(WORLD // 2, numel)):
+        failures.append(f"broadcast {numel}")
 for chunk in (1000, MIB // 4 + 3):  # streamed; in place
     big = torch.empty(chunk * WORLD, device=dev)
     dist.all_gather_into_tensor(big, x(RANK, chunk).to(dev))

@@ -1,9 +1,26 @@
-// Broadcast: the root sends its buffer to every peer.
+// Broadcast: where the group can map each other's device memory (PeerMemory.h), every
+// rank copies the root's buffer straight from it, all at once; else the root sends its
+// buffer to every peer, one stream each.
+#include <cstring>
+
+#include "distributed/PeerMemory.h"
 #include "distributed/algorithms/Algorithms.h"
 
 namespace torch_npu_sim::dist {
+namespace {
+
+bool broadcast_in_place(CollectiveContext& c, Span buffer, int root) {
+  auto peers = PeerBuffers::open(c, buffer.data, c.bytes(buffer), kPeerHandlesStep);
+  if (!peers) return false;
+  if (c.rank() != root) std::memcpy(buffer.data, peers->of(root), c.bytes(buffer));
+  sync_round(c, kPeerDoneStep);  // every peer has its copy before the root's buffer may change
+  return true;
+}
+
+}  // namespace
 
 void broadcast(CollectiveContext& c, Span buffer, int root) {
+  if (c.world() > 1 && broadcast_in_place(c, buffer, root)) return;
   std::vector<Transfer> ts;
   if (c.rank() == root) {
     for (int p = 0; p < c.world(); ++p)
