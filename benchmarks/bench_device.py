@@ -5,9 +5,7 @@ import ctypes
 
 import torch
 
-import statistics
-
-from common import interleaved, interleaved_samples, paired_ratio, print_table
+from common import interleaved, interleaved_samples, medians, paired_ratio, print_table
 
 MiB = 2**20
 
@@ -21,7 +19,7 @@ def empty_rows() -> list:
         "cpu, device object": lambda: torch.empty(1, device=cpu),
         "npusim, device object": lambda: torch.empty(1, device=npu),
     }, calls=20000, rounds=15)
-    t = {name: statistics.median(values) for name, values in samples.items()}
+    t = medians(samples)
     us = lambda name: f"{t[name] * 1e6:.2f} us"
     ratio = lambda a, b: f"{paired_ratio(samples, a, b):.2f}x time"  # median of per-round ratios
     return [
@@ -47,7 +45,7 @@ def copy_rows() -> list:
         "d2h": lambda: host_dst.copy_(dev),
         "d2d": lambda: dev2.copy_(dev),
     }, calls=10, rounds=15)
-    t = {name: statistics.median(values) for name, values in samples.items()}
+    t = medians(samples)
     gbps = lambda name: f"{size / t[name] / 1e9:.2f} GB/s"
     # the share is the median of per-round ratios: each copy against the host copy_ next to it
     share = lambda name: f"{100 / paired_ratio(samples, name, 'host copy_'):.0f}% of host copy_"

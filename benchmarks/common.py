@@ -24,7 +24,10 @@ def interleaved_samples(cases: dict, calls: int, rounds: int = 7) -> dict:
 
 def interleaved(cases: dict, calls: int, rounds: int = 7) -> dict:
     """Median seconds per call for each case, the cases run in turn each round."""
-    samples = interleaved_samples(cases, calls, rounds)
+    return medians(interleaved_samples(cases, calls, rounds))
+
+
+def medians(samples: dict) -> dict:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -1,7 +1,7 @@
 // Reduce-scatter: where the group can map each other's device memory (PeerMemory.h) and
 // the inputs are one buffer, rank r reduces slice r of every rank's input straight into
-// its output (its own first, then the peers in rank order, as streamed); else every rank sends inputs[p] to rank p and combines what
-// it receives into its output.
+// its output (its own first, then the peers in rank order, as streamed); else every rank
+// sends inputs[p] to rank p and combines what it receives into its output.
 #include <cstring>
 
 #include "distributed/PeerMemory.h"
