@@ -11,6 +11,16 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RUNTIME = os.path.join("third_party", "npusim_runtime")
+# Objects live here across installs (pip's editable build would otherwise use a fresh
+# temporary directory each time), so a second install rebuilds only what changed.
+# NPUSIM_BUILD_TEMP moves them.
+BUILD_TEMP = os.environ.get("NPUSIM_BUILD_TEMP") or os.path.join(ROOT, "build", "temp")
+
+
+class IncrementalBuildExt(BuildExtension.with_options(use_ninja=True)):
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = BUILD_TEMP
 
 
 def sources():
@@ -33,7 +43,7 @@ setup(
     description="A simulated NPU for PyTorch: a PrivateUse1 device, collectives and torch.compile backend",
     packages=find_packages(include=["torch_npu_sim", "torch_npu_sim.*"]),
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": IncrementalBuildExt},
     install_requires=["torch==2.13.0"],
     python_requires=">=3.10",
     entry_points={

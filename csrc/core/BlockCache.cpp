@@ -1,10 +1,14 @@
 // The caching allocator's block caches: blocks are cached per device and per allocating
 // stream, so freeing and reallocating a tensor costs no runtime call; a block used on
 // other streams (record_stream) is reused only once events on those streams have completed.
+// The cache also owns which blocks other processes may map (as CUDA's allocator owns IPC):
+// once a process joins a group that reads peers' memory in place, its large segments are
+// made shareable at allocation, and collectives ask it for handles to spans of live blocks.
 #include "core/BlockCache.h"
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -34,6 +38,7 @@ struct Block {
   size_t requested;
   void* ptr;
   std::vector<c10::Stream> stream_uses;  // other streams (record_stream)
+  bool shareable = false;                // other processes may map it (npusimMemShareable)
 };
 
 struct BlockOrder {
@@ -182,6 +187,45 @@ class DeviceCaches {
     for_each_stat(cache.stats, [](Stat& stat) { stat.reset_peak(); });
   }
 
+  void enable_sharing() { sharing_ = true; }
+
+  // A handle to [ptr, ptr + bytes) when that span lies inside one live shareable block.
+  bool share(const void* ptr, size_t bytes, npusimIpcMemHandle_t* handle) {
+    npusimPointerAttributes attr{};
+    if (npusimPointerGetAttributes(&attr, ptr) != npusimSuccess || attr.type != npusimMemoryTypeDevice) return false;
+    Block* block = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(active_mutex_);
+      auto it = active_.find(attr.base);
+      if (it == active_.end()) return false;
+      block = it->second;
+    }
+    // the caller holds a tensor on the block, so it stays allocated
+    auto* begin = static_cast<const uint8_t*>(ptr);
+    auto* end = static_cast<const uint8_t*>(block->ptr) + block->size;
+    if (!block->shareable || begin > end || bytes > static_cast<size_t>(end - begin)) return false;
+    if (npusimIpcGetMemHandle(handle, const_cast<void*>(ptr)) != npusimSuccess) return false;
+    std::lock_guard<std::mutex> lock(caches_[block->device].mutex);
+    sharing_stats_.handles_exported++;
+    return true;
+  }
+
+  void* open_peer(const npusimIpcMemHandle_t& handle, size_t bytes, npusimError_t* err) {
+    void* ptr = nullptr;
+    *err = npusimIpcOpenMemHandle(&ptr, handle, bytes);
+    if (*err == npusimSuccess) sharing_stats_.peer_mappings_open++;
+    return ptr;
+  }
+
+  void close_peer(void* ptr) {
+    if (npusimIpcCloseMemHandle(ptr) == npusimSuccess) sharing_stats_.peer_mappings_open--;
+  }
+
+  SharingStats sharing_stats() const {
+    return SharingStats{sharing_.load(), sharing_stats_.shareable_segments.load(), sharing_stats_.handles_exported.load(),
+                        sharing_stats_.peer_mappings_open.load()};
+  }
+
  private:
   static c10::DeviceIndex checked(c10::DeviceIndex device) {
     if (device < 0) device = static_cast<c10::DeviceIndex>(current_device());
@@ -261,7 +305,7 @@ class DeviceCaches {
   // Best fit on the same stream; a small request takes only its own size class so the
   // cache never hands out much more than was asked for.
   Block* take_cached(DeviceCache& cache, npusimStream_t stream, size_t size) {
-    Block key{0, stream, size, 0, nullptr, {}};
+    Block key{0, stream, size, 0, nullptr, {}, false};
     auto it = cache.free_blocks.lower_bound(&key);
     if (it == cache.free_blocks.end() || (*it)->stream != stream) return nullptr;
     Block* block = *it;
@@ -278,15 +322,26 @@ class DeviceCaches {
     void* ptr = nullptr;
     npusimError_t err;
     size_t free_bytes = 0, total = 0;
+    bool shareable = false;
+    // a shareable segment when sharing is on and the runtime can make one, else a plain one
+    auto runtime_malloc = [&] {
+      shareable = sharing_ && size >= NPUSIM_IPC_MIN_BYTES;
+      npusimError_t e = shareable ? npusimMallocWithFlags(&ptr, size, npusimMemShareable) : npusimErrorNotSupported;
+      if (e == npusimErrorNotSupported) {
+        shareable = false;
+        e = npusimMalloc(&ptr, size);
+      }
+      return e;
+    };
     {
       RuntimeDeviceGuard guard(device);
-      err = npusimMalloc(&ptr, size);
+      err = runtime_malloc();
       if (err == npusimErrorMemoryAllocation) {
         // give back what the cache holds, then try once more
         cache.stats.num_alloc_retries += 1;
         process_pending(cache);
         release_cached(cache);
-        err = npusimMalloc(&ptr, size);
+        err = runtime_malloc();
       }
       if (err == npusimErrorMemoryAllocation) (void)npusimMemGetInfo(&free_bytes, &total);
     }
@@ -309,7 +364,8 @@ class DeviceCaches {
     cache.stats.num_device_alloc += 1;
     update(cache.stats.segment, size, 1);
     update(cache.stats.reserved_bytes, size, static_cast<int64_t>(size));
-    return new Block{device, stream, size, requested, ptr, {}};
+    if (shareable) sharing_stats_.shareable_segments++;
+    return new Block{device, stream, size, requested, ptr, {}, shareable};
   }
 
   void release_to_cache(DeviceCache& cache, Block* block) {
@@ -350,11 +406,16 @@ class DeviceCaches {
       cache.stats.num_device_free += 1;
       update(cache.stats.segment, block->size, -1);
       update(cache.stats.reserved_bytes, block->size, -static_cast<int64_t>(block->size));
+      if (block->shareable) sharing_stats_.shareable_segments--;
       delete block;
     }
   }
 
   // Lock order: a device's mutex, then active_mutex_ (held only around the map).
+  std::atomic<bool> sharing_{false};
+  struct {
+    std::atomic<int64_t> shareable_segments{0}, handles_exported{0}, peer_mappings_open{0};
+  } sharing_stats_;
   std::mutex active_mutex_;
   ActiveBlocks active_;
   std::vector<ActiveBlocks::node_type> spare_active_;
@@ -385,6 +446,13 @@ DeviceStats Cache::stats(c10::DeviceIndex device) { return caches().stats(device
 void Cache::reset_accumulated(c10::DeviceIndex device) { caches().reset_accumulated(device); }
 void Cache::reset_peak(c10::DeviceIndex device) { caches().reset_peak(device); }
 void Cache::raw_free(void* ptr) { caches().free(ptr); }
+void Cache::enable_sharing() { caches().enable_sharing(); }
+bool Cache::share(const void* ptr, size_t bytes, npusimIpcMemHandle_t* handle) { return caches().share(ptr, bytes, handle); }
+void* Cache::open_peer(const npusimIpcMemHandle_t& handle, size_t bytes, npusimError_t* err) {
+  return caches().open_peer(handle, bytes, err);
+}
+void Cache::close_peer(void* ptr) { caches().close_peer(ptr); }
+SharingStats Cache::sharing_stats() { return caches().sharing_stats(); }
 
 Cache& cache() {
   static Cache c;

@@ -7,7 +7,17 @@
 #include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/Stream.h>
 
+#include "npusim_runtime.h"
+
 namespace torch_npu_sim {
+
+// Which memory other processes may map, as the cache sees it.
+struct SharingStats {
+  bool enabled;                // new large segments are made shareable
+  int64_t shareable_segments;  // reserved segments that peers may map (each holds a descriptor)
+  int64_t handles_exported;    // handles given out for spans of live blocks, in all
+  int64_t peer_mappings_open;  // peers' segments this process holds open now
+};
 
 class Cache {
  public:
@@ -20,6 +30,17 @@ class Cache {
   void reset_accumulated(c10::DeviceIndex device);
   void reset_peak(c10::DeviceIndex device);
   static void raw_free(void* ptr);  // the deleter of every block
+
+  // Sharing with the other processes of a group (collectives that read peers' memory in
+  // place ask here, never the runtime directly). From enable_sharing() on, new segments of
+  // at least NPUSIM_IPC_MIN_BYTES are shareable from birth; blocks made before stay private.
+  void enable_sharing();
+  // A handle for [ptr, ptr + bytes) if that span lies inside one live shareable block.
+  bool share(const void* ptr, size_t bytes, npusimIpcMemHandle_t* handle);
+  // A peer's span, mapped here (nullptr and *err on failure); close_peer when done.
+  void* open_peer(const npusimIpcMemHandle_t& handle, size_t bytes, npusimError_t* err);
+  void close_peer(void* ptr);
+  SharingStats sharing_stats();
 };
 
 Cache& cache();

@@ -47,6 +47,9 @@ struct Transfer {
   Clock::time_point deadline{};
   // Sends only: an injected fault to apply when this message starts (FaultInjection.h).
   PlannedFault fault;
+  // Sends only: the algorithm's own bookkeeping (peer memory handles), not payload: an
+  // injected corruption passes it by for the operation's payload.
+  bool control = false;
 
   // progress
   size_t header_done = 0;
@@ -119,6 +122,11 @@ class Communicator {
   void leave();  // orderly goodbye (destroy_process_group)
 
   std::vector<uint8_t>& scratch(size_t bytes);
+  // The injected fault this rank will apply to operation `op` (planned once per operation;
+  // FaultInjection.cpp), so an algorithm can choose a path the fault can act on.
+  FaultAction planned_fault(const OpDesc& op);
+  // Carries out an at=read fault planned for `op`, if any (`what` names the moment).
+  void fault_at_read(const OpDesc& op, const std::string& what);
   // Whether every rank can map its peers' device memory (PeerMemory.cpp): learned by the
   // whole group at its first large collective.
   enum class PeerAccess : uint8_t { Unknown, Yes, No };

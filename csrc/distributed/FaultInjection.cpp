@@ -31,6 +31,7 @@ struct Rule {
   int64_t step = -1;  // -1: any step
   FaultAction action = FaultAction::None;
   uint32_t delay_ms = 0;
+  bool at_read = false;  // at=read: while reading peers' memory in place, not on a message
   std::string text;
   uint64_t matched = 0;
   bool fired = false;
@@ -74,7 +75,7 @@ int parse_kind(const std::string& s) {
 
 [[noreturn]] void bad(const std::string& source, size_t index, const std::string& rule, const std::string& why) {
   throw std::invalid_argument(source + ": bad fault rule " + std::to_string(index + 1) + " \"" + rule + "\": " + why +
-                              " (grammar: rank=N|any,op=KIND|any,call=N,step=N,action=kill|stop|delay:MS|drop|corrupt; "
+                              " (grammar: rank=N|any,op=KIND|any,call=N,step=N,at=message|read,action=kill|stop|delay:MS|drop|corrupt; "
                               "rules separated by ';')");
 }
 
@@ -86,15 +87,15 @@ std::vector<Rule> parse(const std::string& spec, const std::string& source) {
     if (text.empty()) continue;
     Rule r;
     r.text = text;
-    bool seen[5] = {};
+    bool seen[6] = {};
     for (const std::string& field : split(text, ',')) {
       auto eq = field.find('=');
       if (eq == std::string::npos) bad(source, i, text, "\"" + field + "\" is not key=value");
       std::string key = trim(field.substr(0, eq)), value = trim(field.substr(eq + 1));
-      static const char* keys[] = {"rank", "op", "call", "step", "action"};
+      static const char* keys[] = {"rank", "op", "call", "step", "action", "at"};
       int k = 0;
-      while (k < 5 && key != keys[k]) ++k;
-      if (k == 5) bad(source, i, text, "unknown key \"" + key + "\" (keys: rank, op, call, step, action)");
+      while (k < 6 && key != keys[k]) ++k;
+      if (k == 6) bad(source, i, text, "unknown key \"" + key + "\" (keys: rank, op, call, step, at, action)");
       if (seen[k]) bad(source, i, text, "\"" + key + "\" given twice");
       seen[k] = true;
       int64_t n = 0;
@@ -108,6 +109,9 @@ std::vector<Rule> parse(const std::string& spec, const std::string& source) {
       } else if (key == "call") {
         if (!parse_int(value, 1, INT64_MAX / 2, &n)) bad(source, i, text, "call=\"" + value + "\" is not a positive integer (1-based)");
         r.call = static_cast<uint64_t>(n);
+      } else if (key == "at") {
+        if (value != "message" && value != "read") bad(source, i, text, "at=\"" + value + "\" is not message or read");
+        r.at_read = value == "read";
       } else if (key == "step") {
         if (!parse_int(value, 0, INT64_MAX / 2, &n)) bad(source, i, text, "step=\"" + value + "\" is not a non-negative integer");
         r.step = n;
@@ -130,6 +134,8 @@ std::vector<Rule> parse(const std::string& spec, const std::string& source) {
       }
     }
     if (r.action == FaultAction::None) bad(source, i, text, "no action= given");
+    if (r.at_read && (r.action == FaultAction::Drop || r.action == FaultAction::Corrupt))
+      bad(source, i, text, "at=read takes kill, stop or delay:MS (no message is sent there)");
     rules.push_back(std::move(r));
   }
   return rules;
@@ -232,7 +238,18 @@ void load_fault_env_once() {
   std::lock_guard<std::mutex> lock(once);
   if (loaded.load()) return;
   const char* spec = std::getenv("NPUSIM_FAULTS");
-  if (spec && *spec) add_faults(spec, "NPUSIM_FAULTS");
+  if (spec && *spec) {
+    // A variable inherited by accident must not kill or corrupt a real job: the rules act
+    // only with a second, explicit opt-in.
+    const char* allow = std::getenv("NPUSIM_ALLOW_FAULTS");
+    if (allow && std::string(allow) == "1") {
+      add_faults(spec, "NPUSIM_FAULTS");
+    } else {
+      std::fprintf(stderr, "npusim: NPUSIM_FAULTS is set but ignored: fault injection from the environment also "
+                           "needs NPUSIM_ALLOW_FAULTS=1\n");
+      std::fflush(stderr);
+    }
+  }
   loaded.store(true);
 }
 
@@ -246,7 +263,7 @@ PlannedFault plan_fault(int rank, OpKind kind) {
     if (!matches(r, rank, kind, step) || ++r.matched != r.call) continue;
     r.fired = true;
     unfired.fetch_sub(1);
-    if (planned.action == FaultAction::None) planned = {r.action, r.delay_ms, r.text};  // the first listed wins
+    if (planned.action == FaultAction::None) planned = {r.action, r.delay_ms, r.text, r.at_read};  // the first listed wins
   }
   return planned;
 }
@@ -289,15 +306,30 @@ bool checksum_from_env() {
 
 // Counts each collective once (an operation may run several steps under one number) and
 // gives its injected fault, if any, to its first outgoing message that can carry it.
+FaultAction Communicator::planned_fault(const OpDesc& op) {
+  if (!fault_planned_ || op.seq != fault_seq_) {
+    if (!faults_armed()) return FaultAction::None;
+    fault_planned_ = true;
+    fault_seq_ = op.seq;
+    op_fault_ = plan_fault(rank(), op.kind);
+  }
+  return op_fault_.action;
+}
+
+void Communicator::fault_at_read(const OpDesc& op, const std::string& what) {
+  if (planned_fault(op) == FaultAction::None || !op_fault_.at_read) return;
+  perform_fault(std::exchange(op_fault_, PlannedFault{}), rank(), what);
+}
+
 void Communicator::plan_faults(std::vector<Transfer>& transfers, const OpDesc& op) {
   if (!fault_planned_ || op.seq != fault_seq_) {
     fault_planned_ = true;
     fault_seq_ = op.seq;
     op_fault_ = faults_armed() ? plan_fault(rank(), op.kind) : PlannedFault{};
   }
-  if (op_fault_.action == FaultAction::None) return;
+  if (op_fault_.action == FaultAction::None || op_fault_.at_read) return;
   for (Transfer& t : transfers) {
-    if (!t.send || (op_fault_.action == FaultAction::Corrupt && t.bytes == 0)) continue;
+    if (!t.send || (op_fault_.action == FaultAction::Corrupt && (t.bytes == 0 || t.control))) continue;
     t.fault = std::exchange(op_fault_, PlannedFault{});
     return;
   }

@@ -6,14 +6,16 @@
 //
 //   spec   := rule (';' rule)*
 //   rule   := field (',' field)*            (`action` is required; fields in any order)
-//   field  := rank=N|any  op=KIND|any  call=N  step=N  action=ACTION
+//   field  := rank=N|any  op=KIND|any  call=N  step=N  at=message|read  action=ACTION
 //   KIND   := broadcast all_reduce reduce all_gather gather scatter reduce_scatter
 //             all_to_all barrier send
 //   ACTION := kill | stop | delay:MS | drop | corrupt
 //
 // call=N: the Nth operation (1-based, default 1) on that rank matching `op` (and `step`)
 // since the rule was added. step=S: only operations issued while the step set with
-// `set_fault_step` is S. Each rule fires once.
+// `set_fault_step` is S. at=read (kill, stop, delay only): the fault strikes while the rank
+// reads its peers' memory in place, between mapping and reading it, instead of on its
+// first message; an operation that streams never gets there. Each rule fires once.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +34,7 @@ struct PlannedFault {
   FaultAction action = FaultAction::None;
   uint32_t delay_ms = 0;
   std::string rule;  // the rule, as text, for the log line and errors
+  bool at_read = false;
 };
 
 // Adds the rules of `spec`; returns their ids. Throws std::invalid_argument naming the bad
@@ -53,7 +56,8 @@ std::vector<FaultRuleState> list_faults();
 void set_fault_step(int64_t step);  // -1: no step
 int64_t fault_step();
 
-// Loads NPUSIM_FAULTS once per process (at the first group, or the first API call).
+// Loads NPUSIM_FAULTS once per process (at the first group, or the first API call), only
+// when NPUSIM_ALLOW_FAULTS=1 too; otherwise it warns that the rules are ignored.
 void load_fault_env_once();
 
 // Cheap test before planning: are there rules that have not fired?

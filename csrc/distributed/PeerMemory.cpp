@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/BlockCache.h"
 #include "npusim_runtime.h"
 
 namespace torch_npu_sim::dist {
@@ -28,6 +29,7 @@ bool agree(CollectiveContext& c, bool mine, uint8_t step) {
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     ts.push_back(c.comm.send_to(p, op, &out, 1));
+    ts.back().control = true;
     ts.push_back(c.comm.recv_from(p, op, &in[p], 1));
   }
   c.comm.run(ts, op, c.deadline);
@@ -50,17 +52,25 @@ std::unique_ptr<PeerBuffers> PeerBuffers::open(CollectiveContext& c, void* mine,
   // A group spans hosts (or chose TCP) exactly when its transport is not pure shared
   // memory, on every rank alike.
   if (std::strcmp(comm.transport_name(), "shm") != 0) comm.peer_access = PeerAccess::No;
-  // Smaller buffers stream (the same choice on every rank: sizes agree).
-  if (bytes < NPUSIM_IPC_MIN_BYTES || comm.peer_access == PeerAccess::No) return nullptr;
+  // Smaller buffers stream (the same choice on every rank: sizes agree), and so does every
+  // collective of a group that checks payloads (NPUSIM_CHECKSUM, agreed at rendezvous):
+  // a checksum covers bytes on the wire, and in place nothing crosses a wire.
+  if (bytes < NPUSIM_IPC_MIN_BYTES || comm.peer_access == PeerAccess::No || comm.checksum()) return nullptr;
   const int n = c.world(), me = c.rank();
+  // The span must lie inside one live shareable block of the caching allocator, which says
+  // so; otherwise (separate tensors side by side, CPU memory, a block made before sharing
+  // was on) this rank sends an empty handle and the whole group streams. So does a rank
+  // about to corrupt this collective's payload (fault injection): it has to cross a wire.
   npusimIpcMemHandle_t own{};
-  if (npusimIpcGetMemHandle(&own, mine) != npusimSuccess) own = npusimIpcMemHandle_t{};
+  const bool corrupting = comm.planned_fault(c.op) == FaultAction::Corrupt;
+  if (corrupting || !cache().share(mine, bytes, &own)) own = npusimIpcMemHandle_t{};
   std::vector<npusimIpcMemHandle_t> handles(n);
   std::vector<Transfer> ts;
   OpDesc op = c.at_step(step);
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     ts.push_back(comm.send_to(p, op, &own, sizeof own));
+    ts.back().control = true;
     ts.push_back(comm.recv_from(p, op, &handles[p], sizeof handles[p]));
   }
   comm.run(ts, op, c.deadline);
@@ -75,8 +85,10 @@ std::unique_ptr<PeerBuffers> PeerBuffers::open(CollectiveContext& c, void* mine,
   int failed = -1;
   for (int p = 0; p < n && failed < 0; ++p) {
     if (p == me) continue;
-    void* ptr = nullptr;
-    if (npusimIpcOpenMemHandle(&ptr, handles[p]) != npusimSuccess) {
+    npusimError_t err = npusimSuccess;
+    // every rank's span has this rank's length (the operation's descriptors agree)
+    void* ptr = cache().open_peer(handles[p], bytes, &err);
+    if (err != npusimSuccess) {
       failed = p;
       continue;
     }
@@ -93,12 +105,13 @@ std::unique_ptr<PeerBuffers> PeerBuffers::open(CollectiveContext& c, void* mine,
     comm.fail({failed}, "rank " + std::to_string(me) + " could not map the device memory of rank " +
                             std::to_string(failed) + " for " + describe(c.op));
   }
+  comm.fault_at_read(c.op, "reading its peers' memory in " + describe(c.op));
   return peers;
 }
 
 PeerBuffers::~PeerBuffers() {
   for (size_t p = 0; p < ptrs_.size(); ++p)
-    if (mapped_[p]) npusimIpcCloseMemHandle(ptrs_[p]);
+    if (mapped_[p]) cache().close_peer(ptrs_[p]);
 }
 
 std::vector<const void*> reduction_order(const PeerBuffers& peers, int world, int me, size_t offset) {
@@ -106,6 +119,11 @@ std::vector<const void*> reduction_order(const PeerBuffers& peers, int world, in
   for (int p = 0; p < world; ++p)
     if (p != me) order.push_back(peers.of(p) + offset);
   return order;
+}
+
+void end_peer_reads(CollectiveContext& c) {
+  sync_round(c, kPeerDoneStep);
+  sync_round(c, kPeerReleaseStep);
 }
 
 void sync_round(CollectiveContext& c, uint8_t step) {

@@ -41,4 +41,12 @@ std::vector<const void*> reduction_order(const PeerBuffers& peers, int world, in
 // what it did before the round.
 void sync_round(CollectiveContext& c, uint8_t step);
 
+// Ends a collective that read peers' memory. "Done": every rank has finished reading. Then
+// "release", which a rank sends only once it has every peer's "done": a rank that gets
+// every release knows each owner was still in the collective, its buffer untouched, when
+// the reads ended. An owner that leaves early (timeout, abort, a failed peer) sends no
+// release, so a slow reader fails instead of returning what it read from a buffer already
+// handed back to its program.
+void end_peer_reads(CollectiveContext& c);
+
 }  // namespace torch_npu_sim::dist

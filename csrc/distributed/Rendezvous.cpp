@@ -14,6 +14,8 @@
 // While waiting, a rank watches the store for failures reported by others and, on its
 // own host, whether the processes that joined are still alive.
 #include "distributed/Rendezvous.h"
+
+#include "core/BlockCache.h"
 #include "distributed/PeerMemory.h"
 
 #include <c10/util/Exception.h>
@@ -195,6 +197,9 @@ class Joiner {
     auto comm = std::make_unique<Communicator>(config_, std::move(transport), std::move(monitor), health);
     comm->set_checksum(checksum_);
     if (!peer_access_) comm->peer_access = Communicator::PeerAccess::No;
+    // peers may read this process's device memory in place: from now on the caching
+    // allocator makes large segments shareable at allocation
+    else if (nlocal == world && world > 1) cache().enable_sharing();
     comm->set_peer_transports(std::move(kinds));
     return comm;
   }

@@ -4,6 +4,7 @@
 #include <torch/csrc/utils/pybind.h>
 
 #include "core/Allocator.h"
+#include "core/BlockCache.h"
 #include "core/Generator.h"
 #include "core/Hooks.h"
 #include "core/Runtime.h"
@@ -94,6 +95,21 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("_mem_get_info", [](int64_t device) { return caching_allocator().getMemoryInfo(index_or_current(device)); });
   m.def("_empty_cache", [] { caching_allocator().emptyCache(); });
+  // the caching allocator's sharing, for its tests (collectives call it from C++)
+  m.def("_sharing_enable", [] { cache().enable_sharing(); });
+  m.def("_sharing_span_shareable", [](uintptr_t ptr, size_t bytes) {
+    npusimIpcMemHandle_t handle;
+    return cache().share(reinterpret_cast<const void*>(ptr), bytes, &handle);
+  });
+  m.def("_sharing_stats", [] {
+    SharingStats s = cache().sharing_stats();
+    py::dict d;
+    d["enabled"] = s.enabled;
+    d["shareable_segments"] = s.shareable_segments;
+    d["handles_exported"] = s.handles_exported;
+    d["peer_mappings_open"] = s.peer_mappings_open;
+    return d;
+  });
   m.def("_get_default_generator", [](int64_t device) {
     return py::reinterpret_steal<py::object>(THPGenerator_initDefaultGenerator(default_generator(index_or_current(device))));
   });

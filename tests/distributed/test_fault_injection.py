@@ -64,7 +64,7 @@ report(oks=oks, took=took, rules=faults.rules())
 def run(world, transport="shm", faults_env=None, rules=None, timeout=60, linger=0.0, **env):
     full = {"NPUSIM_TRANSPORT": transport, **{k: str(v) for k, v in env.items()}}
     if faults_env is not None:
-        full["NPUSIM_FAULTS"] = faults_env
+        full.update(NPUSIM_FAULTS=faults_env, NPUSIM_ALLOW_FAULTS="1")
     if rules is not None:
         full["RULES"] = json.dumps(rules)
     return launch(LOOP, world, env=full, timeout=timeout, linger=linger)
@@ -134,6 +134,7 @@ def test_dropped_send_times_out_at_the_receiver():
 
 
 CORRUPT_CASES = [  # (transport, ops, numel): small messages, and large ones combined as they arrive
+    # (a large shm collective with checksums streams, so the corruption hits its payload)
     ("shm", "all_reduce", 1000),
     ("tcp", "all_reduce", 1000),
     ("shm", "all_reduce", 300000),
@@ -163,7 +164,9 @@ def test_corrupted_send_with_checksums_fails_both_ranks():
     assert outcomes[1].result("failed_call") == 3
 
 
-@pytest.mark.parametrize("transport,numel", [("shm", 1000), ("tcp", 300000)])
+# shm 300000: large enough to read peers' memory in place, but a rank about to corrupt its
+# payload makes the group stream that collective, so the corruption lands in the data
+@pytest.mark.parametrize("transport,numel", [("shm", 1000), ("tcp", 300000), ("shm", 300000)])
 def test_corruption_without_checksums_is_wrong_data(transport, numel):
     outcomes = run(2, transport, faults_env="rank=1,op=all_reduce,call=2,action=corrupt", NUMEL=numel)
     assert_clean(outcomes)
@@ -174,8 +177,9 @@ def test_corruption_without_checksums_is_wrong_data(transport, numel):
 
 
 @pytest.mark.parametrize("env,part", [
-    ({"NPUSIM_FAULTS": "rank=1,op=all_reduce,call=3,action=kill;rank=2,op=nope,action=drop"}, 'rule 2 "rank=2,op=nope'),
-    ({"NPUSIM_FAULTS": "rank=1,call=0,action=kill"}, 'call="0"'),
+    ({"NPUSIM_FAULTS": "rank=1,op=all_reduce,call=3,action=kill;rank=2,op=nope,action=drop",
+      "NPUSIM_ALLOW_FAULTS": "1"}, 'rule 2 "rank=2,op=nope'),
+    ({"NPUSIM_FAULTS": "rank=1,call=0,action=kill", "NPUSIM_ALLOW_FAULTS": "1"}, 'call="0"'),
     ({"NPUSIM_CHECKSUM": "yes"}, "NPUSIM_CHECKSUM"),
 ])
 def test_bad_settings_are_a_value_error_naming_the_part(env, part):
@@ -184,6 +188,15 @@ def test_bad_settings_are_a_value_error_naming_the_part(env, part):
     for o in outcomes:
         assert o.result("init_error") == "ValueError", describe(outcomes)
         assert part in o.result("message"), o.result("message")
+
+
+def test_environment_rules_need_a_second_opt_in():
+    # a stray NPUSIM_FAULTS alone does nothing but warn: rank 1 is not killed
+    outcomes = launch(LOOP, 2, env={"NPUSIM_FAULTS": "rank=1,op=all_reduce,call=2,action=kill"}, timeout=60)
+    assert_clean(outcomes)
+    for o in outcomes:
+        assert o.returncode == 0 and o.result("oks") == [True] * 6 and o.result("rules") == [], describe(outcomes)
+        assert "NPUSIM_ALLOW_FAULTS=1" in o.stderr, o.stderr
 
 
 def test_python_api_validation_and_rules():
@@ -206,7 +219,7 @@ report(errors=errors, inside=inside, after=faults.rules(), step=faults.get_step(
 faults.clear()
 report(cleared=faults.rules())
 """
-    (o,) = launch(code, 1, env={"NPUSIM_FAULTS": "rank=0,action=drop"}, timeout=60)
+    (o,) = launch(code, 1, env={"NPUSIM_FAULTS": "rank=0,action=drop", "NPUSIM_ALLOW_FAULTS": "1"}, timeout=60)
     assert_clean([o])
     assert all(o.result("errors")), o.result("errors")
     assert "explode" in o.result("errors")[0]

@@ -28,6 +28,7 @@ from .memory import (
     memory_stats,
     reset_accumulated_memory_stats,
     reset_peak_memory_stats,
+    sharing_stats,
 )
 from .random import (
     default_generators,

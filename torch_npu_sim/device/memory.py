@@ -45,3 +45,14 @@ def reset_accumulated_memory_stats(device: _device_t = None) -> None:
 def empty_cache() -> None:
     """Returns all cached, unused blocks to the simulated device."""
     _C._empty_cache()
+
+
+def sharing_stats() -> dict:
+    """What the caching allocator shares with the other processes of a group: whether new
+    large segments are made shareable (on once this process joins an npusim group whose
+    ranks read each other's memory in place), how many reserved segments peers may map
+    (each holds a file descriptor), how many handles collectives took, and how many peer
+    mappings this process holds open now."""
+    from .. import _C
+
+    return dict(_C._sharing_stats())

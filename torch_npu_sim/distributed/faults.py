@@ -30,7 +30,7 @@ that have it)::
 
     spec   := rule (';' rule)*
     rule   := field (',' field)*        fields in any order; action is required
-    field  := rank=N|any  op=KIND|any  call=N  step=N  action=ACTION
+    field  := rank=N|any  op=KIND|any  call=N  step=N  at=message|read  action=ACTION
     ACTION := kill | stop | delay:MS | drop | corrupt
 
 Python::
@@ -54,7 +54,7 @@ def _c():
     return _C
 
 
-def _rule(action, rank, op, call, step) -> str:
+def _rule(action, rank, op, call, step, at=None) -> str:
     if not isinstance(action, str):
         raise ValueError(f"faults: action must be a string such as 'kill' or 'delay:200', got {action!r}")
     fields = [f"rank={'any' if rank is None else rank}", f"op={op}"]
@@ -62,6 +62,8 @@ def _rule(action, rank, op, call, step) -> str:
         fields.append(f"call={call}")
     if step is not None:
         fields.append(f"step={step}")
+    if at is not None:
+        fields.append(f"at={at}")
     fields.append(f"action={action}")
     for f in fields:  # one field each: separators inside a value would smuggle in others
         if "," in f or ";" in f or f.count("=") != 1:
@@ -70,13 +72,17 @@ def _rule(action, rank, op, call, step) -> str:
 
 
 def inject(action: str, rank: int | None = None, op: str = "any", call: int | None = None,
-           step: int | None = None) -> int:
+           step: int | None = None, at: str | None = None) -> int:
     """Adds one rule; returns its id (for :func:`remove`). Raises ValueError naming the bad
-    part. ``action``: "kill", "stop", "delay:MS", "drop" or "corrupt"."""
+    part. ``action``: "kill", "stop", "delay:MS", "drop" or "corrupt". ``at="read"``: strike
+    while the rank reads its peers' memory in place (kill, stop, delay) instead of on its
+    first message of the operation."""
     for name, value in (("rank", rank), ("call", call), ("step", step)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"faults: {name} must be an int, got {value!r}")
-    (rule_id,) = _c()._faults_add(_rule(action, rank, op, call, step), "faults.inject")
+    if at is not None and not isinstance(at, str):
+        raise ValueError(f"faults: at must be 'message' or 'read', got {at!r}")
+    (rule_id,) = _c()._faults_add(_rule(action, rank, op, call, step, at), "faults.inject")
     return rule_id
 
 

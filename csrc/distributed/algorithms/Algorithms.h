@@ -67,6 +67,7 @@ void all_gather_streamed(CollectiveContext& c, Span input, const std::vector<Spa
 constexpr uint8_t kPeerHandlesStep = 10;  // and 11, the first time a group agrees on access
 constexpr uint8_t kPeerReducedStep = 12;
 constexpr uint8_t kPeerDoneStep = 13;
+constexpr uint8_t kPeerReleaseStep = 14;
 void all_to_all(CollectiveContext& c, const std::vector<Span>& inputs, const std::vector<Span>& outputs);
 void barrier(CollectiveContext& c);
 

@@ -13,7 +13,7 @@ bool all_gather_in_place(CollectiveContext& c, Span input, const std::vector<Spa
   if (!peers) return false;
   for (int p = 0; p < c.world(); ++p)
     if (p != c.rank()) std::memcpy(outputs[p].data, peers->of(p), c.bytes(outputs[p]));
-  sync_round(c, kPeerDoneStep);  // every peer has copied this rank's input before it may change
+  end_peer_reads(c);  // every peer has read this rank's buffer, which may change after
   return true;
 }
 

@@ -3,7 +3,7 @@
 //   contributions in rank order (one round, lowest latency);
 // - large buffers every rank of one host can map (PeerMemory.h): rank r reduces slice r
 //   of all ranks' buffers into its own in place, then copies the other reduced slices
-//   from their owners; three rounds of small messages order it and nothing waits on a ring;
+//   from their owners; four rounds of small messages order it and nothing waits on a ring;
 // - other large buffers: a reduce-scatter (rank r reduces slice r) then an all-gather of
 //   the reduced slices through the pair streams, each rank moving 2(n-1)/n of the buffer.
 #include <cstring>
@@ -48,7 +48,7 @@ bool all_reduce_in_place(CollectiveContext& c, Span buffer) {
   sync_round(c, kPeerReducedStep);
   for (int p = 0; p < n; ++p)
     if (p != me) std::memcpy(slices[p].data, peers->of(p) + offset(p), c.bytes(slices[p]));
-  sync_round(c, kPeerDoneStep);  // every peer has its copy of this rank's slice before that may change
+  end_peer_reads(c);  // every peer has read this rank's buffer, which may change after
   return true;
 }
 

@@ -13,7 +13,7 @@ bool broadcast_in_place(CollectiveContext& c, Span buffer, int root) {
   auto peers = PeerBuffers::open(c, buffer.data, c.bytes(buffer), kPeerHandlesStep);
   if (!peers) return false;
   if (c.rank() != root) std::memcpy(buffer.data, peers->of(root), c.bytes(buffer));
-  sync_round(c, kPeerDoneStep);  // every peer has its copy before the root's buffer may change
+  end_peer_reads(c);  // every peer has read this rank's buffer, which may change after
   return true;
 }
 

@@ -34,7 +34,7 @@ bool reduce_scatter_in_place(CollectiveContext& c, const std::vector<Span>& inpu
   std::vector<const void*> sources = reduction_order(*peers, n, me, offset);
   reduce_sources(output.data, sources.data(), n, output.numel, c.dtype, c.op.reduce_op);
   if (c.op.reduce_op == kAvg) finalize_average(output.data, output.numel, c.dtype, n);
-  sync_round(c, kPeerDoneStep);  // every peer has read its slice of this rank's input before it may change
+  end_peer_reads(c);  // every peer has read this rank's buffer, which may change after
   return true;
 }
 

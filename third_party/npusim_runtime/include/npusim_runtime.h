@@ -95,21 +95,32 @@ npusimError_t npusimFree(void* ptr);
 npusimError_t npusimMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 npusimError_t npusimPointerGetAttributes(npusimPointerAttributes* attr, const void* ptr);
 
-/* Device memory shared between processes of one host (as CUDA IPC). A handle names the device
-   allocation containing a pointer; another process opens it and reads and writes the same
-   memory. Allocations of at least NPUSIM_IPC_MIN_BYTES can be shared (not under
-   NPUSIM_PROTECT_MEMORY); sharing keeps the pointer and the contents, and a forked child
-   sees shared allocations copy-on-write. The owner keeps the allocation alive while others
-   use it; a process keeps the mappings it opened cached (bounded) after closing them. */
+/* Device memory shared between processes of one host (as CUDA IPC). An allocation is
+   shareable from birth or never: npusimMallocWithFlags(..., npusimMemShareable) backs it with
+   a file the peers map, so sharing never copies or moves memory a program may be writing.
+   Shareable allocations are at least NPUSIM_IPC_MIN_BYTES, not under NPUSIM_PROTECT_MEMORY,
+   and each holds a file descriptor (a bounded number per process). A handle names the
+   allocation containing a pointer; another process in the same PID namespace opens it and
+   reads and writes the same memory. A forked child gets its own snapshot of every shareable
+   allocation, taken at the fork. The owner keeps the allocation alive while others use it;
+   a process keeps the mappings it opened cached (bounded) after closing them. */
 #define NPUSIM_IPC_MIN_BYTES ((size_t)1 << 20)
+#define npusimMemShareable 0x1u
+/* NotSupported when a shareable allocation cannot be made (too small, protected memory,
+   no descriptors left): the caller may fall back to npusimMalloc */
+npusimError_t npusimMallocWithFlags(void** ptr, size_t size, unsigned int flags);
 typedef struct {
-  unsigned char bytes[64]; /* opaque; may be sent to another process as is */
+  unsigned char bytes[96]; /* opaque; may be sent to another process as is */
 } npusimIpcMemHandle_t;
-/* NotSupported when the allocation cannot be shared; InvalidDevicePointer when ptr is not device memory */
+/* NotSupported when the allocation was not made shareable; InvalidDevicePointer when ptr is
+   not device memory */
 npusimError_t npusimIpcGetMemHandle(npusimIpcMemHandle_t* handle, void* ptr);
-/* the memory the handle was made from, mapped into this process. InvalidResourceHandle when
-   it cannot be opened here, and in the owner itself (which uses its own pointer) */
-npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle);
+/* the memory the handle was made from, mapped into this process, for `bytes` bytes from the
+   handle's pointer (the span must lie inside that allocation). InvalidResourceHandle when it
+   cannot be opened here: a span past the allocation, a freed allocation, an identity that
+   does not match the file found, the owner itself (which uses its own pointer); NotSupported
+   when the owner is in another PID namespace (its process cannot be named from here) */
+npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle, size_t bytes);
 npusimError_t npusimIpcCloseMemHandle(void* ptr);
 
 /* pinned host memory */

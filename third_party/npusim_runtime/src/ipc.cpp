@@ -1,6 +1,8 @@
 // Device memory shared between the processes of one host (the IPC section of the API).
-// Exporting makes an allocation memfd-backed (memory.cpp); importing opens that memfd
-// through /proc/<pid>/fd and maps it. Imported mappings stay cached after close, since
+// Shareable allocations are memfd-backed from birth (memory.cpp); importing opens that
+// memfd through /proc/<pid>/fd and maps it. A pid and a descriptor number name a file only
+// within one PID namespace and only while the owner lives, so a handle also carries the
+// owner's PID namespace and the file's identity (device, inode), both checked on open. Imported mappings stay cached after close, since
 // collectives open the same buffers step after step; the cache is bounded, and evicts
 // the least recently used mapping nobody holds.
 #include <fcntl.h>
@@ -28,8 +30,11 @@ struct HandleData {
   uint32_t reserved;
   uint64_t process_nonce;  // tells a process from an earlier one with the same pid
   uint64_t serial;
+  uint64_t size;           // bytes of the allocation
   uint64_t mapped;         // bytes of the allocation's mapping
   uint64_t offset;         // of the pointer within the allocation
+  uint64_t file_dev, file_ino;  // the memfd's identity
+  uint64_t pid_ns;         // inode of the owner's PID namespace
   uint64_t unused[2];
 };
 static_assert(sizeof(HandleData) == sizeof(npusimIpcMemHandle_t), "IPC handle layout");
@@ -46,9 +51,15 @@ uint64_t process_nonce() {
   return nonce;
 }
 
+// Inode of this process's PID namespace; 0 when it cannot be read (then nothing is opened).
+uint64_t pid_namespace() {
+  struct stat st{};
+  return stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
 struct PeerMapping {
   int32_t pid;
-  uint64_t nonce, serial;
+  uint64_t nonce, serial, file_ino;
   uint8_t* base;
   size_t mapped;
   int users;
@@ -86,24 +97,34 @@ npusimError_t npusimIpcGetMemHandle(npusimIpcMemHandle_t* handle, void* ptr) {
   h.fd = a.fd;
   h.process_nonce = process_nonce();
   h.serial = a.serial;
+  h.size = a.size;
   h.mapped = a.mapped;
+  struct stat st{};
+  if (fstat(a.fd, &st) != 0) return npusimErrorNotSupported;
+  h.file_dev = static_cast<uint64_t>(st.st_dev);
+  h.file_ino = static_cast<uint64_t>(st.st_ino);
+  h.pid_ns = pid_namespace();
   h.offset = static_cast<uint64_t>(static_cast<uint8_t*>(ptr) - static_cast<uint8_t*>(a.base));
   std::memcpy(handle->bytes, &h, sizeof h);
   return npusimSuccess;
 }
 
-npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle) {
+npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle, size_t bytes) {
   if (!ptr) return npusimErrorInvalidValue;
   *ptr = nullptr;
   HandleData h;
   std::memcpy(&h, handle.bytes, sizeof h);
-  if (h.magic != kHandleMagic || h.offset >= h.mapped) return npusimErrorInvalidResourceHandle;
+  // the span read or written through the mapping must lie inside the one allocation
+  if (h.magic != kHandleMagic || h.size > h.mapped || h.offset > h.size || bytes > h.size - h.offset)
+    return npusimErrorInvalidResourceHandle;
+  // another PID namespace: /proc/<pid> here names some other process, or none
+  if (h.pid_ns == 0 || h.pid_ns != pid_namespace()) return npusimErrorNotSupported;
   std::lock_guard<std::mutex> lock(cache_mutex);
   // own memory: use the pointer (a forked child, with the same nonce, is another process)
   if (h.process_nonce == process_nonce() && h.pid == static_cast<int32_t>(getpid())) return npusimErrorInvalidResourceHandle;
   for (auto it = cache.begin(); it != cache.end(); ++it) {
     if (it->pid != h.pid || it->nonce != h.process_nonce || it->serial != h.serial) continue;
-    if (h.mapped != it->mapped) return npusimErrorInvalidResourceHandle;
+    if (h.mapped != it->mapped || h.file_ino != it->file_ino) return npusimErrorInvalidResourceHandle;
     it->users++;
     cache.splice(cache.begin(), cache, it);
     *ptr = it->base + h.offset;
@@ -115,12 +136,14 @@ npusimError_t npusimIpcOpenMemHandle(void** ptr, npusimIpcMemHandle_t handle) {
   if (fd < 0) return npusimErrorInvalidResourceHandle;
   struct stat st{};
   void* base = MAP_FAILED;
-  // the size check catches a descriptor number that no longer names that allocation
-  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == h.mapped)
+  // the descriptor number may name another file by now (the allocation freed, the owner
+  // gone and its pid reused): only the very file the handle was made from is mapped
+  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_dev) == h.file_dev &&
+      static_cast<uint64_t>(st.st_ino) == h.file_ino && static_cast<uint64_t>(st.st_size) == h.mapped)
     base = mmap(nullptr, h.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (base == MAP_FAILED) return npusimErrorInvalidResourceHandle;
-  cache.push_front(PeerMapping{h.pid, h.process_nonce, h.serial, static_cast<uint8_t*>(base), h.mapped, 1});
+  cache.push_front(PeerMapping{h.pid, h.process_nonce, h.serial, h.file_ino, static_cast<uint8_t*>(base), h.mapped, 1});
   cache_bytes += h.mapped;
   evict_unused();
   *ptr = static_cast<uint8_t*>(base) + h.offset;

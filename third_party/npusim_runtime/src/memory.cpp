@@ -1,11 +1,14 @@
 // Memory: capacity-limited device allocations, pinned host allocations, and the
 // registry that answers "what is this pointer?". Large device allocations are their own
-// page-aligned mappings, so that one can later be made shareable in place (ipc.cpp).
+// page-aligned mappings; shareable ones are mappings of a memfd from birth (ipc.cpp opens
+// them in peers), so sharing never copies memory a program may be writing.
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -54,14 +57,53 @@ size_t max_shared() {
   return limit;
 }
 
-// A forked child must not write into its parent's device memory: its view of each shared
-// allocation becomes a private (copy-on-write) mapping of the same contents.
-void before_fork() { registry_mutex().lock(); }
-void after_fork_parent() { registry_mutex().unlock(); }
+// A forked child must neither write into its parent's device memory nor see the parent's
+// later writes: its view of each shareable allocation becomes a private anonymous copy of
+// the contents at the fork (a private mapping of the memfd would still show the parent's
+// writes to pages the child has not touched). Where a copy cannot be made, the range is
+// made inaccessible, so a use faults instead of reading memory that changes.
+void snapshot_in_child(uintptr_t base, Allocation& a) {
+  void* copy = mmap(nullptr, a.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  bool ok = copy != MAP_FAILED;
+  if (ok) {
+    std::memcpy(copy, reinterpret_cast<void*>(base), a.size);
+    ok = mremap(copy, a.mapped, a.mapped, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(base)) != MAP_FAILED;
+    if (!ok) munmap(copy, a.mapped);
+  }
+  if (!ok) {
+    mprotect(reinterpret_cast<void*>(base), a.mapped, PROT_NONE);
+    static const char msg[] = "npusim: a forked child could not copy a shared device allocation; it is inaccessible\n";
+    (void)!write(2, msg, sizeof msg - 1);
+  }
+  close(a.shared_fd);
+  a.shared_fd = -1;
+}
+// The parent waits until the child has taken its copies: the child copies after the fork,
+// and a parent already running on would write into the very pages being copied. Closing
+// the pipe is the signal, so a child that dies mid-copy releases the parent too.
+int snapshot_done[2] = {-1, -1};
+void before_fork() {
+  registry_mutex().lock();
+  if (shared_count == 0 || pipe2(snapshot_done, O_CLOEXEC) != 0) snapshot_done[0] = snapshot_done[1] = -1;
+}
+void after_fork_parent() {
+  if (snapshot_done[0] >= 0) {
+    close(snapshot_done[1]);
+    char c;
+    while (read(snapshot_done[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    close(snapshot_done[0]);
+  }
+  registry_mutex().unlock();
+}
 void after_fork_child() {
   for (auto& [base, a] : registry())
-    if (a.shared_fd >= 0)
-      mmap(reinterpret_cast<void*>(base), a.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, a.shared_fd, 0);
+    if (a.shared_fd >= 0) snapshot_in_child(base, a);
+  shared_count = 0;
+  if (snapshot_done[0] >= 0) {
+    close(snapshot_done[0]);
+    close(snapshot_done[1]);
+  }
   registry_mutex().unlock();
 }
 [[maybe_unused]] const bool fork_handlers_installed = pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0;
@@ -71,10 +113,37 @@ void* map_anonymous(size_t bytes) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
-npusimError_t allocate(void** ptr, size_t size, int device) {
+// A memfd of `mapped` bytes mapped shared; -1 (and nullptr) when that fails.
+int map_shareable(size_t mapped, void** out) {
+  *out = nullptr;
+  int fd = memfd_create("npusim-device-memory", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  void* p = MAP_FAILED;
+  if (ftruncate(fd, static_cast<off_t>(mapped)) == 0) p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    close(fd);
+    return -1;
+  }
+  *out = p;
+  return fd;
+}
+
+npusimError_t allocate(void** ptr, size_t size, int device, bool shareable = false) {
   if (!ptr) return npusimErrorInvalidValue;
   *ptr = nullptr;
   if (size == 0) return npusimSuccess;
+  if (shareable && (device < 0 || size < NPUSIM_IPC_MIN_BYTES || protect_enabled())) return npusimErrorNotSupported;
+  if (shareable) {
+    // a descriptor budget, reserved before the capacity so a refusal changes nothing
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    if (shared_count >= max_shared()) return npusimErrorNotSupported;
+    ++shared_count;
+  }
+  auto unreserve_descriptor = [&] {
+    if (!shareable) return;
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    --shared_count;
+  };
   if (device >= 0) {
     // Reserve capacity first so concurrent allocations can't overshoot it. A CAS loop,
     // not add-then-undo: a failing request must never make `used` look larger (another
@@ -82,17 +151,24 @@ npusimError_t allocate(void** ptr, size_t size, int device) {
     auto& state = runtime().devices[device];
     size_t used = state.used.load();
     do {
-      if (size > state.capacity - used) return npusimErrorMemoryAllocation;
+      if (size > state.capacity - used) {
+        unreserve_descriptor();
+        return npusimErrorMemoryAllocation;
+      }
     } while (!state.used.compare_exchange_weak(used, used + size));
   }
   void* p = nullptr;
   size_t mapped = 0;
+  int fd = -1;
   // protected device memory is its own mapping, so that it can be made inaccessible;
   // large device memory too, so that it can be shared in place; pages are committed on first touch
   bool is_protected = device >= 0 && protect_enabled();
   bool ok;
   if (is_protected) {
     ok = (p = protected_alloc(size, device)) != nullptr;
+  } else if (shareable) {
+    mapped = (size + page_size() - 1) / page_size() * page_size();
+    ok = (fd = map_shareable(mapped, &p)) >= 0;
   } else if (device >= 0 && size >= NPUSIM_IPC_MIN_BYTES) {
     mapped = (size + page_size() - 1) / page_size() * page_size();
     ok = (p = map_anonymous(mapped)) != nullptr;
@@ -101,11 +177,12 @@ npusimError_t allocate(void** ptr, size_t size, int device) {
   }
   if (!ok) {
     if (device >= 0) runtime().devices[device].used.fetch_sub(size);
-    return npusimErrorMemoryAllocation;
+    unreserve_descriptor();
+    return shareable ? npusimErrorNotSupported : npusimErrorMemoryAllocation;
   }
   {
     std::lock_guard<std::mutex> lock(registry_mutex());
-    registry()[reinterpret_cast<uintptr_t>(p)] = Allocation{size, device, mapped, -1, next_serial++};
+    registry()[reinterpret_cast<uintptr_t>(p)] = Allocation{size, device, mapped, fd, next_serial++};
   }
   *ptr = p;
   return npusimSuccess;
@@ -135,27 +212,6 @@ npusimError_t release(void* ptr, bool device_memory) {
   return npusimSuccess;
 }
 
-// Moves a private mapping's contents into a memfd mapped at the same address.
-int make_shared(void* base, const Allocation& a) {
-  int fd = memfd_create("npusim-device-memory", MFD_CLOEXEC);
-  if (fd < 0) return -1;
-  void* staging = MAP_FAILED;
-  if (ftruncate(fd, static_cast<off_t>(a.mapped)) == 0)
-    staging = mmap(nullptr, a.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (staging == MAP_FAILED) {
-    close(fd);
-    return -1;
-  }
-  std::memcpy(staging, base, a.size);
-  munmap(staging, a.mapped);
-  if (mmap(base, a.mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
-    // the old mapping is gone only if the new one took its place
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 }  // namespace
 
 npusimError_t share_device_allocation(const void* ptr, SharedAllocation* out) {
@@ -166,14 +222,8 @@ npusimError_t share_device_allocation(const void* ptr, SharedAllocation* out) {
   --it;
   Allocation& a = it->second;
   if (key >= it->first + a.size || a.device < 0) return npusimErrorInvalidDevicePointer;
-  if (!a.mapped || (a.device >= 0 && protect_enabled())) return npusimErrorNotSupported;
-  if (a.shared_fd < 0) {
-    if (shared_count >= max_shared()) return npusimErrorNotSupported;
-    a.shared_fd = make_shared(reinterpret_cast<void*>(it->first), a);
-    if (a.shared_fd < 0) return npusimErrorNotSupported;
-    ++shared_count;
-  }
-  *out = SharedAllocation{reinterpret_cast<void*>(it->first), a.mapped, a.shared_fd, a.serial};
+  if (a.shared_fd < 0) return npusimErrorNotSupported;  // not made shareable at allocation
+  *out = SharedAllocation{reinterpret_cast<void*>(it->first), a.size, a.mapped, a.shared_fd, a.serial};
   return npusimSuccess;
 }
 
@@ -187,6 +237,13 @@ npusimError_t npusimMalloc(void** ptr, size_t size) {
   NPUSIM_RT_CHECK_INIT();
   if (!valid_device(current_device())) return npusimErrorInvalidDevice;
   return allocate(ptr, size, current_device());
+}
+
+npusimError_t npusimMallocWithFlags(void** ptr, size_t size, unsigned int flags) {
+  NPUSIM_RT_CHECK_INIT();
+  if (!valid_device(current_device())) return npusimErrorInvalidDevice;
+  if (flags & ~npusimMemShareable) return npusimErrorInvalidValue;
+  return allocate(ptr, size, current_device(), (flags & npusimMemShareable) != 0);
 }
 
 npusimError_t npusimFree(void* ptr) { return release(ptr, /*device_memory=*/true); }

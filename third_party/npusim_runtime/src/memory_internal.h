@@ -10,13 +10,13 @@ namespace npusim_rt {
 
 struct SharedAllocation {
   void* base;     // start of the allocation
+  size_t size;    // bytes asked for
   size_t mapped;  // bytes of its mapping (page-rounded)
   int fd;         // the memfd behind it, owned by memory.cpp
   uint64_t serial;
 };
 
-// Makes the device allocation containing `ptr` shareable (once; the address and contents
-// stay), and describes it.
+// Describes the shareable device allocation containing `ptr`.
 npusimError_t share_device_allocation(const void* ptr, SharedAllocation* out);
 
 }  // namespace npusim_rt
