@@ -72,7 +72,7 @@ report(avg=y.tolist(), failed_after=work.failed_ranks, gathered=[o.tolist() for 
         assert o.result("second") == [4.0] * 4  # ranks 0 and 2: 1 + 3
         assert o.result("failed") == [1] and o.result("active") == [0, 2]
         assert o.result("avg") == [2.0, 2.0] and o.result("failed_after") == []
-        assert o.result("gathered") == [[0.0, 0.0], [-1.0, -1.0], [2.0, 2.0]]  # a gone rank's slot is left as it was
+        assert o.result("gathered") == [[0.0, 0.0], [0.0, 0.0], [2.0, 2.0]]  # a gone rank's slot holds zeros
         assert o.result("bcast") == [2.0] * 3
 
 
@@ -104,6 +104,95 @@ report(sums=sums, failed=failed, active=g.active_ranks())
     failed = [o.result("failed") for o in survivors]
     assert all(f == failed[0] for f in failed) and sum(f == [2] for f in failed[0]) == 1
     assert all(o.result("active") == [0, 1, 3] for o in survivors)
+
+
+def test_all_gather_run_again_gives_every_survivor_zeros_in_the_gone_slot(store):
+    # Each rank's output buffers start with its own values; rank 1 dies before the all_gather,
+    # which then runs again over the survivors. Every survivor ends with the same outputs,
+    # zeros in rank 1's slot, whatever its buffers held before.
+    code = PRELUDE + """
+g = SurvivorGroup(store, RANK, WORLD, timeout=timedelta(seconds=20))
+dist.all_reduce(torch.ones(1), group=g)
+if RANK == 1:
+    os.kill(os.getpid(), 9)
+outs = [torch.full((2,), 100.0 + RANK, device=f"npusim:{RANK}") for _ in range(WORLD)]
+w = dist.all_gather(outs, torch.full((2,), float(RANK + 1), device=f"npusim:{RANK}"), group=g, async_op=True)
+w.wait()
+flat = torch.full((WORLD * 2,), 100.0 + RANK)
+g._allgather_base(flat, torch.full((2,), float(RANK + 1))).wait()  # the tensor form (a method: see survivor.py)
+report(gathered=[o.tolist() for o in outs], failed=w.failed_ranks, flat=flat.tolist())
+"""
+    outcomes = launch(code, 3, env={"STORE_PORT": str(store.port)}, timeout=90)
+    for o in survivors_ok(outcomes, victim=1):
+        assert o.result("failed") == [1]
+        assert o.result("gathered") == [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]], describe(outcomes)
+        assert o.result("flat") == [1.0, 1.0, 0.0, 0.0, 3.0, 3.0], describe(outcomes)
+
+
+WAIT_FOR_A_DECISION = """
+def wait_for_a_decision():  # generation 0's decision is in the store (a look inside the group's protocol)
+    dist.PrefixStore("npusim-survivor/survivors/", store).wait(["gen/0/decision"], timedelta(seconds=60))
+"""
+
+
+def test_a_membership_change_never_takes_a_failure_decision_for_its_own(store):
+    # Rank 3 dies; rank 2, in its next all_reduce, records the failure decision for the
+    # generation. Only then do ranks 0 and 1 retire rank 2: their change must still be made
+    # (after the failure), so rank 2 is excluded and the next sum is over ranks 0 and 1 alone.
+    code = PRELUDE + WAIT_FOR_A_DECISION + """
+g = SurvivorGroup(store, RANK, WORLD, timeout=timedelta(seconds=20))
+dist.all_reduce(torch.ones(1), group=g)
+if RANK == 3:
+    os.kill(os.getpid(), 9)
+if RANK == 2:
+    try:
+        dist.all_reduce(torch.ones(1), group=g)
+        report(excluded="no", active=g.active_ranks())
+    except dist.DistBackendError as e:
+        report(excluded=str(e))
+    sys.exit(0)
+wait_for_a_decision()
+g.deactivate([2])
+x = torch.full((1,), float(RANK + 1))
+w = dist.all_reduce(x, group=g, async_op=True)
+w.wait()
+report(total=x.item(), active=g.active_ranks(), failed=w.failed_ranks)
+"""
+    outcomes = launch(code, 4, env={"STORE_PORT": str(store.port)}, timeout=90)
+    for o in outcomes[:3]:
+        assert o.returncode == 0 and not o.killed, describe(outcomes)
+    assert "excluded from the group" in outcomes[2].result("excluded"), describe(outcomes)
+    for o in outcomes[:2]:
+        assert o.result("active") == [0, 1] and o.result("total") == 3.0, describe(outcomes)
+
+
+def test_a_failed_collective_never_takes_a_membership_change_for_a_failure(store):
+    # Rank 3's barrier message to one rank is lost, so that rank fails the first all_reduce's
+    # barrier while the others finish it and deactivate rank 3. Whichever decides first,
+    # every rank keeps the first sum, makes the change once, and sums over ranks 0-2 next.
+    code = PRELUDE + WAIT_FOR_A_DECISION + """
+from torch_npu_sim.distributed import faults
+g = SurvivorGroup(store, RANK, WORLD, timeout=timedelta(seconds=20))
+if RANK == 3:
+    faults.inject("drop", op="barrier", call=1)
+x = torch.full((1,), float(RANK + 1))
+dist.all_reduce(x, group=g)
+report(first=x.item())
+if RANK == 3:
+    wait_for_a_decision()
+    sys.exit(0)
+g.deactivate([3])
+y = torch.full((1,), float(RANK + 1))
+dist.all_reduce(y, group=g)
+report(second=y.item(), active=g.active_ranks())
+"""
+    outcomes = launch(code, 4, env={"STORE_PORT": str(store.port)}, timeout=90)
+    assert "injected fault on rank 3: drop" in outcomes[3].stderr, describe(outcomes)
+    for o in outcomes:
+        assert o.returncode == 0 and not o.killed, describe(outcomes)
+        assert o.result("first") == 10.0
+    for o in outcomes[:3]:
+        assert o.result("second") == 6.0 and o.result("active") == [0, 1, 2], describe(outcomes)
 
 
 def test_deactivate_then_a_replacement_joins_and_is_healed(store):

@@ -21,8 +21,18 @@ before it started. A rank that finished a collective the decision re-runs cannot
 finishing needs every member past the data phase. The store must outlive the ranks (host
 it in the launcher, as torchrun's agent does).
 
-Collectives: all_reduce, broadcast, all_gather (list and tensor forms) and barrier; a slot
-of a gone rank in all_gather is left as it was. Others raise NotImplementedError when called
+A membership change (``deactivate``/``activate``, the Nth call on every member) has its own
+record, ``change/N``, and ends a generation as a failure does: the generation's decision
+names either a failure or change N, never both, so a change is never taken for a failure
+nor a failure for a change. A member whose change meets a failure decision follows the
+failure and makes its change in the next generation; a rank whose collective meets a
+change follows it (the collective stands if the change came after it, else runs again),
+and its own later call of that change returns at once.
+
+Collectives: all_reduce, broadcast, all_gather (list and tensor forms) and barrier. In
+all_gather, the slot of a rank that is not a member when the collective returns (one
+deactivated before, or one gone during it: ``work.failed_ranks``) holds zeros on every
+member, whatever the buffer held before. Others raise NotImplementedError when called
 as methods; torch's functions that reach a group through the c10d dispatcher instead fail
 with torch's "No backend type associated with device type" error. With ``group=``, name
 roots as ``group_src=``: the group is not registered with torch.distributed's global ranks.
@@ -72,10 +82,12 @@ class SurvivorGroup(dist.ProcessGroup):
         self._store = dist.PrefixStore(f"npusim-survivor/{name}/", store)
         self._name, self._timeout = name, timeout
         self._seq = 0
+        self._changes = self._applied = 0  # membership changes called / followed by this rank
         self._inner = None
         if join:
             record = self._wait_for_activation()
             self._generation, self._members, self._seq = record["generation"], record["members"], record["seq"]
+            self._changes = self._applied = record["changes"]
         else:
             self._generation, self._members = 0, list(range(world_size))
         self._open_generation()
@@ -89,24 +101,20 @@ class SurvivorGroup(dist.ProcessGroup):
         return self._generation
 
     def deactivate(self, ranks: list[int]) -> None:
-        """Removes `ranks` (alive or not) from the members. Called by the members that stay."""
-        ranks = self._check_ranks(ranks, must_be_members=True)
+        """Removes `ranks` (alive or not) from the members. Called by the members that stay;
+        a rank already gone (a failure removed it) is no longer there to remove."""
+        ranks = self._check_ranks(ranks)
         if self.rank() in ranks:
             raise ValueError(f"{_MODE}: rank {self.rank()} cannot deactivate itself; the members that stay call this")
-        self._follow(self._propose(dict(op=self._seq, gone=ranks, add=[], keep=True)))
+        self._change(gone=ranks, add=[])
 
     def activate(self, ranks: list[int]) -> None:
         """Adds `ranks` (replacement processes waiting in ``SurvivorGroup(..., join=True)``) to
         the members. Called by every member; the next collective includes the new ranks."""
-        ranks = self._check_ranks(ranks, must_be_members=False)
-        if any(r in self._members for r in ranks):
+        ranks = self._check_ranks(ranks)
+        if self._changes >= self._applied and any(r in self._members for r in ranks):
             raise ValueError(f"{_MODE}: ranks {ranks} include active members {self._members}")
-        decision = self._propose(dict(op=self._seq, gone=[], add=ranks, keep=True))
-        members = sorted((set(self._members) - set(decision["gone"])) | set(decision["add"]))
-        for r in decision["add"]:
-            self._store.set(f"activation/{r}", json.dumps(dict(generation=self._generation + 1, members=members,
-                                                                seq=self._seq)))
-        self._follow(decision)
+        self._change(gone=[], add=ranks)
 
     def heal(self, tensors: list[torch.Tensor], src: int) -> None:
         """Copies `tensors` from member `src` to every member (a replacement's state)."""
@@ -137,7 +145,12 @@ class SurvivorGroup(dist.ProcessGroup):
         def run(inner):
             mine = [[outs[r] for r in self._members] for outs in output_tensors]
             return inner.allgather(mine, input_tensors)
-        return self._collective(run, [t for outs in output_tensors for t in outs], restore=[])
+        work = self._collective(run, [t for outs in output_tensors for t in outs], restore=[])
+        for outs in output_tensors:  # a rank that is not a member (now) has zeros, the same on every member
+            for r, t in enumerate(outs):
+                if r not in self._members:
+                    t.zero_()
+        return work
 
     def _allgather_base(self, output, input, opts=None):
         chunks = list(output.chunk(self.size()))
@@ -163,11 +176,16 @@ class SurvivorGroup(dist.ProcessGroup):
                 self._inner.barrier().wait()
                 return SurvivorWork(results, failed)
             except dist.DistBackendError as error:
-                decision = self._propose(dict(op=seq, gone=self._gone_ranks(error), add=[], keep=done_data),
-                                         results if done_data else None)
-            failed += [r for r in decision["gone"] if r not in failed]
-            stands = decision["op"] > seq or (decision["op"] == seq and decision["keep"])
+                decision = self._decide(dict(kind="failure", op=seq, gone=self._gone_ranks(error), add=[],
+                                             keep=done_data), results if done_data else None)
+            if decision["kind"] == "failure":
+                failed += [r for r in decision["gone"] if r not in failed]
+            # it stands if the decider had finished it (a later op), or passed its data phase (keep)
+            stands = decision["op"] > seq or (decision["op"] == seq and decision.get("keep", False))
             if stands and not done_data:
+                if decision["op"] != seq:  # a decider past this collective: every member passed its data phase
+                    raise dist.DistBackendError(f"{_MODE}: rank {self.rank()} lost collective #{seq}, which rank "
+                                                f"{decision['by']} finished (generation {self._generation})")
                 self._fetch_result(decision, results)
             self._follow(decision)
             if stands:
@@ -181,7 +199,23 @@ class SurvivorGroup(dist.ProcessGroup):
             raise error  # not a peer failure (a mismatch, a local error): survivors cannot fix it
         return sorted(gone)
 
-    def _propose(self, proposal: dict, result=None) -> dict:
+    def _change(self, gone: list[int], add: list[int]) -> None:
+        """Membership change #n (every member's nth call): decided once in `change/n`, then
+        made the end of the current generation, after any failure decided there first."""
+        n = self._changes
+        self._changes += 1
+        while self._applied <= n:  # not yet followed (a failed collective may have followed it already)
+            self._store.compare_set(f"change/{n}", "", json.dumps(dict(gone=gone, add=add, op=self._seq,
+                                                                       by=self.rank())))
+            self._follow(self._decide(dict(kind="change", change=n)))
+        record = json.loads(self._store.get(f"change/{n}"))
+        if record["gone"] != gone or record["add"] != add:
+            raise ValueError(f"{_MODE}: membership change #{n} differs between members: rank {self.rank()} asked to "
+                             f"remove {gone} and add {add}, rank {record['by']} to remove {record['gone']} and "
+                             f"add {record['add']} (the latter was made)")
+
+    def _decide(self, proposal: dict, result=None) -> dict:
+        """The generation's one decision (the first proposal wins): a failure or a membership change."""
         key = f"gen/{self._generation}/decision"
         if not self._store.check([key]):
             proposal["by"] = self.rank()
@@ -191,6 +225,12 @@ class SurvivorGroup(dist.ProcessGroup):
                 self._store.set(f"gen/{self._generation}/result/{self.rank()}", buffer.getvalue())
             self._store.compare_set(key, "", json.dumps(proposal))
         decision = json.loads(self._store.get(key))
+        if decision["kind"] == "change":  # its record was set before it was proposed
+            if decision["change"] != self._applied:
+                raise dist.DistBackendError(f"{_MODE}: generation {self._generation} ended with membership change "
+                                            f"#{decision['change']}, but rank {self.rank()} is at change "
+                                            f"#{self._applied}: the members' calls differ")
+            decision.update(json.loads(self._store.get(f"change/{decision['change']}")))
         if self.rank() in decision["gone"]:
             self._close_generation()
             raise dist.DistBackendError(f"{_MODE}: rank {self.rank()} was excluded from the group by rank "
@@ -204,6 +244,12 @@ class SurvivorGroup(dist.ProcessGroup):
 
     def _follow(self, decision: dict) -> None:
         self._members = sorted((set(self._members) - set(decision["gone"])) | set(decision["add"]))
+        if decision["kind"] == "change":
+            self._applied = decision["change"] + 1
+            for r in decision["add"]:
+                self._store.set(f"activation/{r}", json.dumps(dict(
+                    generation=self._generation + 1, members=self._members, seq=decision["op"],
+                    changes=self._applied)))
         self._close_generation()
         self._generation += 1
         self._open_generation()
@@ -229,14 +275,13 @@ class SurvivorGroup(dist.ProcessGroup):
                                         f"{self._timeout}") from e
         return json.loads(self._store.get(key))
 
-    def _check_ranks(self, ranks, must_be_members: bool) -> list[int]:
+    def _check_ranks(self, ranks) -> list[int]:
         ranks = sorted(set(int(r) for r in ranks))
         if not ranks:
             raise ValueError(f"{_MODE}: no ranks given")
-        bad = [r for r in ranks if not 0 <= r < self.size() or (must_be_members and r not in self._members)]
+        bad = [r for r in ranks if not 0 <= r < self.size()]
         if bad:
-            raise ValueError(f"{_MODE}: ranks {bad} are not {'members' if must_be_members else 'ranks'} of the group "
-                             f"(size {self.size()}, members {self._members})")
+            raise ValueError(f"{_MODE}: ranks {bad} are not ranks of the group (size {self.size()})")
         return ranks
 
 
