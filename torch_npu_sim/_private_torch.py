@@ -212,6 +212,8 @@ TORCHFT_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
      "replaced by a hook that survives a failed step (registered by torchft's __init__)"),
     ("torchft.manager:_ManagedFuture._fut", "torch_npu_sim/integrations/torchft/ddp.py",
      "the underlying future DDP is handed, as torchft's own hook does"),
+    ("torchft.manager:_ManagedWork.wait", _TORCHFT,
+     "the Manager's waiter, which gets False for a failed allreduce (any other waiter gets the error)"),
 )
 
 # C++: private headers and symbols (listed, and checked for presence in the installed headers).

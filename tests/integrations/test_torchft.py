@@ -3,8 +3,8 @@ Manager and Lighthouse running replica groups on npusim devices through a failur
 
 * the process group's life cycle on two real processes: configure, collectives on npusim
   and CPU tensors, reconfigure, a SIGKILLed peer failing the pending collective with an
-  error naming it (never a hang) that ``errored()`` reports, and reconfiguring the survivor
-  alone;
+  error naming it (never a hang) that ``wait()`` raises (torchft's Manager alone gets it
+  through the future) and ``errored()`` reports, and reconfiguring the survivor alone;
 * DDP, 3 replica groups: one is SIGKILLed mid-run, the others keep committing steps, the
   killed group restarts, heals from a peer and commits again; at the end every replica
   holds the same weights and the loss curve stays near the undisturbed run's (computed in
@@ -48,18 +48,40 @@ pg.broadcast_one(b, 0).wait()
 report(cpu_sum=c.tolist(), broadcast=b.cpu().tolist(), healthy=pg.errored() is None)
 if RANK == 1:
     os.kill(os.getpid(), signal.SIGKILL)
-# the peer never joins this one: it fails when the peer dies (never hangs); wait() records the
-# failure instead of raising, the future carries it, and errored() reports it
+import logging
+from torchft.manager import Manager, _ManagedWork
+class ManagerStub:  # what torchft's _ManagedWork uses of its Manager; errors are reported as the Manager does
+    _timeout, _logger = timedelta(seconds=30), logging.getLogger("manager-stub")
+    wrap_future = Manager.wrap_future
+    def __init__(self):
+        self.errors = []
+    def report_error(self, e):
+        self.errors.append(f"{type(e).__name__}: {e}")
+def managed(tensor):  # an allreduce as Manager.allreduce issues and wraps it
+    manager = ManagerStub()
+    work = _ManagedWork(manager, pg.allreduce([tensor], dist.ReduceOp.SUM), tensor)
+    work.get_future().then(lambda fut: tensor)
+    return manager, work
+def outcome(call):
+    try:
+        return f"returned {call()}"
+    except Exception as e:
+        return f"raised {type(e).__name__}: {e}"
+# the peer never joins these: they fail when the peer dies (never hang). wait() raises the
+# failure, the future carries it, errored() reports it; torchft's Manager alone gets False from
+# wait() and the error through the future
 work = pg.allreduce([torch.ones(4, device="npusim")], dist.ReduceOp.SUM)
-report(wait_returned=work.wait())
-try:
-    work.get_future().wait()
-    report(error=None)
-except Exception as e:
-    report(error=f"{type(e).__name__}: {e}")
+m_tensor = torch.ones(4, device="npusim")
+manager, m_work = managed(m_tensor)
+report(wait=outcome(work.wait), future=outcome(work.get_future().wait))
 report(errored=f"{type(pg.errored()).__name__}: {pg.errored()}")
+report(managed_wait=outcome(m_work.wait), managed_errors=manager.errors,
+       managed_value=m_work.get_future()._fut.wait().cpu().tolist())
+# later allreduces of the failed configuration are not run: raised at once, tensors untouched
 skipped = torch.full((2,), 7.0, device="npusim")
-report(skipped_wait=pg.allreduce([skipped], dist.ReduceOp.SUM).wait(), skipped=skipped.cpu().tolist())
+report(skipped_wait=outcome(pg.allreduce([skipped], dist.ReduceOp.SUM).wait), skipped=skipped.cpu().tolist())
+manager, m_work = managed(torch.full((2,), 7.0, device="npusim"))
+report(managed_skipped_wait=outcome(m_work.wait), managed_skipped_errors=manager.errors)
 pg.configure(f"127.0.0.1:{port}/quorum/3", "replica", 0, 1)
 s = torch.ones(2, device="npusim")
 pg.allreduce([s], dist.ReduceOp.SUM).wait()
@@ -82,13 +104,22 @@ def test_process_group_life_cycle_and_dead_peer():
         assert o.result("cpu_sum") == [3.0] * 3
         assert o.result("broadcast") == [0.0, 1.0, 2.0]
         assert o.result("healthy") is True
-    assert survivor.result("wait_returned") is True
-    error = survivor.result("error")
-    assert error is not None and "DistBackendError" in error and "rank 1" in error, error
+    # a caller other than torchft's Manager cannot take the failed allreduce for a result
+    for key in ("wait", "future"):
+        said = survivor.result(key)
+        assert said.startswith("raised DistBackendError") and "rank 1" in said, (key, said)
     errored = survivor.result("errored")
     assert errored.startswith("DistBackendError") and "rank 1" in errored, errored
-    # later collectives of the failed configuration return at once, their tensors untouched
-    assert survivor.result("skipped_wait") is True and survivor.result("skipped") == [7.0, 7.0]
+    # the Manager's wrapper: wait() goes through, the error reaches the Manager, the tensor stays local
+    assert survivor.result("managed_wait") == "returned True"
+    assert any("DistBackendError" in e and "rank 1" in e for e in survivor.result("managed_errors"))
+    assert survivor.result("managed_value") == [1.0] * 4
+    # later allreduces of the failed configuration fail at once, their tensors untouched
+    said = survivor.result("skipped_wait")
+    assert said.startswith("raised DistBackendError") and "not run" in said and "rank 1" in said, said
+    assert survivor.result("skipped") == [7.0, 7.0]
+    assert survivor.result("managed_skipped_wait") == "returned True"
+    assert any("not run" in e for e in survivor.result("managed_skipped_errors"))
     assert survivor.result("alone") == [1.0, 1.0] and survivor.result("healthy_again") is True
     assert survivor.result("after_shutdown") is True
 

@@ -10,17 +10,24 @@ tensors. What torchft relies on beside the collectives:
 * a dead peer never hangs a collective: the npusim backend sees a killed rank's control
   connection close and fails pending and later work with ``DistBackendError`` naming it,
   and everything else is bounded by ``timeout``;
-* a failed collective's ``wait()`` does not raise: the failure is kept and ``errored()``
-  reports it (as does the backend's health), so the Manager refuses to commit the step and
-  reconfigures at the next quorum, and later collectives of this configuration return at
-  once. torchft's ``DistributedDataParallel`` needs this: its communication hook fails on
-  an assertion when a gradient allreduce's ``wait()`` raises (torchft 0.2.0);
+* a failed allreduce never passes for a successful one. The failure is kept on the group
+  (``errored()`` reports it, as does the backend's health, so the Manager refuses to commit
+  the step and reconfigures at the next quorum), the work's future carries it, and
+  ``wait()`` raises it; later allreduces of this configuration are not run and fail the
+  same way at once, their tensors untouched. The one exception is torchft's Manager: when
+  the waiter is its ``_ManagedWork.wait`` (the work ``Manager.allreduce`` returns),
+  ``wait()`` returns False instead of raising, because torchft 0.2.0 builds the work's
+  callback chain only after that call returns (its DDP communication hook fails on an
+  assertion otherwise); the Manager then meets the error in the future, through
+  ``Manager.wrap_future``, which reports it (``report_error``) and hands on the local
+  tensor, and the step is not committed. Any other caller gets the exception;
 * ``abort()`` fails in-flight work at once and closes the group, so the peers still on it
   hear this rank leave instead of waiting for the timeout.
 """
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 import warnings
 from datetime import timedelta
 from typing import List, Optional
@@ -28,6 +35,7 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 try:
+    import torchft.manager
     from torchft.process_group import ProcessGroupWrapper
 except ImportError as error:  # an optional extra
     raise ImportError("torch_npu_sim.integrations.torchft needs torchft==0.2.0, the `torchft` extra "
@@ -38,6 +46,8 @@ BACKEND_NAME = "torchft-npusim"
 CHECKED_TORCHFT_VERSIONS = ("0.2.0",)
 _PRIVATE_TORCH = ("torch.distributed:ProcessGroup._set_default_backend",
                   "torch.distributed:ProcessGroup._register_backend")
+# the Manager's wrapper of a process group's work: the one waiter that gets False, not the error
+_MANAGER_WAIT = getattr(getattr(torchft.manager, "_ManagedWork", None), "wait", None)
 
 if importlib.metadata.version("torchft") not in CHECKED_TORCHFT_VERSIONS:
     warnings.warn(f"torch_npu_sim: torchft {importlib.metadata.version('torchft')} is not one of "
@@ -82,13 +92,15 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
         return pg
 
     def allreduce(self, tensors: List[torch.Tensor], opts: object) -> dist.Work:
-        if self._error is not None:
-            return _CompletedWork(tensors)
-        try:
-            return _ErrorRecordingWork(self, super().allreduce(tensors, opts))
-        except Exception as error:  # this configuration had already failed
-            self.report_error(error)
-            return _CompletedWork(tensors)
+        if self._error is None:
+            try:
+                return _CheckedWork(self, super().allreduce(tensors, opts))
+            except Exception as error:  # this configuration had already failed
+                self.report_error(error)
+        skipped = dist.DistBackendError(f"{BACKEND_NAME}: allreduce not run: this configuration failed "
+                                        f"earlier ({self._error}); tensors are unchanged")
+        skipped.__cause__ = self._error
+        return _CheckedWork(self, None, skipped)
 
     def report_error(self, error: Exception) -> None:
         """Records a failure of the current configuration (kept until the next configure)."""
@@ -133,35 +145,31 @@ class ProcessGroupNpuSim(ProcessGroupWrapper):
             backend.shutdown()  # and the peers still on this group hear this rank leave
 
 
-class _ErrorRecordingWork(dist.Work):
-    """A collective whose ``wait()`` records a failure on the group instead of raising; its
-    future still fails (torchft's Manager swallows and reports that itself)."""
+class _CheckedWork(dist.Work):
+    """An allreduce of the group (`work`), or one not run (`work` None, `error` its reason).
+    A failure is recorded on the group, carried by the future and raised by ``wait()``,
+    except to torchft's Manager (see the module docstring), which gets False."""
 
-    def __init__(self, pg: ProcessGroupNpuSim, work: dist.Work) -> None:
+    def __init__(self, pg: ProcessGroupNpuSim, work: Optional[dist.Work], error: Optional[Exception] = None) -> None:
         super().__init__()
-        self._pg, self._work = pg, work
+        self._pg, self._work, self._error = pg, work, error
+        if work is None:
+            self._future = torch.futures.Future()
+            self._future.set_exception(error)
 
     def wait(self, timeout: Optional[timedelta] = None) -> bool:
-        try:
-            return self._work.wait() if timeout is None else self._work.wait(timeout)
-        except Exception as error:
-            self._pg.report_error(error)
-            return True
+        if self._work is not None and self._error is None:
+            try:
+                return self._work.wait() if timeout is None else self._work.wait(timeout)
+            except Exception as error:
+                self._error = error
+                self._pg.report_error(error)
+        if _MANAGER_WAIT is not None and sys._getframe(1).f_code is _MANAGER_WAIT.__code__:
+            return False  # the Manager meets the error in the future (Manager.wrap_future reports it)
+        raise self._error
+
+    def is_completed(self) -> bool:
+        return self._work is None or self._work.is_completed()
 
     def get_future(self) -> torch.futures.Future:
-        return self._work.get_future()
-
-
-class _CompletedWork(dist.Work):
-    """A collective skipped because its configuration has failed: done, its tensors unchanged."""
-
-    def __init__(self, tensors: List[torch.Tensor]) -> None:
-        super().__init__()
-        self._future = torch.futures.Future()
-        self._future.set_result(tensors)
-
-    def wait(self, timeout: Optional[timedelta] = None) -> bool:
-        return True
-
-    def get_future(self) -> torch.futures.Future:
-        return self._future
+        return self._future if self._work is None else self._work.get_future()
