@@ -76,6 +76,7 @@ def signal_when_ready(sig, victim, record, max_delay=0.1):
                 return
             time.sleep(0.005)
         time.sleep(random.uniform(0.02, max_delay))
+        record["pids"] = [p.pid for p in procs]
         record["at"] = time.time()
         os.kill(procs[victim].pid, sig)
     return control
@@ -90,7 +91,8 @@ def run_fault(world, transport, mode, sig, group_timeout=30, linger=0.0, extra_e
                            "GROUP_TIMEOUT": str(group_timeout), **(extra_env or {})},
                       control=signal_when_ready(sig, victim, record))
     assert "at" in record, "the ranks never got ready:\n" + describe(outcomes)
-    leftover = shm_entries() - before
+    # only this group's segments (named by their creator's pid): other tests may run beside it
+    leftover = {f for f in shm_entries() - before if any(f"-{pid}-" in f for pid in record["pids"])}
     assert not leftover, f"shared-memory entries left behind: {sorted(leftover)}"
     return victim, record["at"], outcomes
 
