@@ -169,8 +169,11 @@ APIS: tuple[PrivateApi, ...] = (
     PrivateApi("torch._C._distributed_c10d:AllgatherOptions", _COMMS + "collectives.py",
                "options of the backend's allgather calls (torch.distributed does not re-export it)",
                members=("timeout",)),
-    PrivateApi("torch.distributed:_make_nccl_premul_sum", _COMMS + "work.py",
+    PrivateApi("torch.distributed:_make_nccl_premul_sum", _COMMS + "work.py, torch_npu_sim/testing/collectives.py",
                "ReduceOp.PREMUL_SUM(factor) as the c10d backend takes it"),
+    PrivateApi("torch.distributed:_coalescing_manager", "torch_npu_sim/testing/collectives.py",
+               "the only way torch offers to coalesce reduce_scatter_tensor and all_gather_into_tensor "
+               "calls (the fuzzer's coalesced forms)", params=("group", "device", "async_ops")),
     PrivateApi("torch.distributed.distributed_c10d:_create_shrunk_process_group", _SHRUNK,
                "dist.shrink_group's group factory, wrapped so the shrunk npusim group serves npusim and CPU tensors",
                params=("new_backend", "remaining_ranks", "metadata", "is_default_group"), patched=True),
