@@ -92,7 +92,7 @@ for trial in range(6):
         failures.append(f"trial {trial}: {lost} concurrent writes lost")
     if not torch.equal(bucket.cpu(), torch.full((bucket_numel,), float(WORLD * (WORLD + 1) // 2))):
         failures.append(f"trial {trial}: wrong sum")
-report(failures=failures, peer_access=backend_of(dist.group.WORLD).peer_access)
+report(failures=failures, peer_access=backend_of(dist.group.WORLD).peer_access, sharing=torch.npusim.sharing_stats())
 dist.destroy_process_group()
 '''.replace("MIB", str(MiB))
 
@@ -101,6 +101,9 @@ def test_concurrent_writes_to_other_views_survive_a_collective():
     outcomes = launch(CONCURRENT_WRITES, 2, timeout=180)
     check_all(outcomes)
     assert {o.result("peer_access") for o in outcomes} == {"yes"}, describe(outcomes)
+    for o in outcomes:  # the allocator made the blocks shareable and gave the handles
+        sharing = o.result("sharing")
+        assert sharing["enabled"] and sharing["shareable_segments"] >= 1 and sharing["handles_exported"] >= 6, sharing
 
 
 # A rank that takes its buffer back (here: it aborts the group) while a slow peer still
