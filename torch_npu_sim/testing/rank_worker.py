@@ -190,6 +190,10 @@ def main() -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=GROUP_TIMEOUT,
                             init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
     groups = Groups()
+    # Joining a one-host group with peer access is what makes new device segments
+    # shareable: join one before any program allocates, so that even the first program's
+    # blocks can be read in place.
+    groups.get("in_place")
     reply = sys.stdout
     sys.stdout = sys.stderr  # stray prints must not garble the protocol
     print("FUZZ " + json.dumps({"ready": True}), file=reply, flush=True)

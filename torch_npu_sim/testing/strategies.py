@@ -13,7 +13,16 @@ FLOATS_AND_COMPLEX = FLOAT_DTYPES + ("complex64",)
 PAGE = 4 * KIB
 # Bytes around the thresholds that pick an algorithm: 64 KiB (direct all-reduce vs rings),
 # 1 MiB (in place vs streamed; a reduce-scatter's or all-gather's whole buffer counts).
-BYTE_TARGETS = ("tiny", 64 * KIB, MIB, "1MiB/world", "64KiB/world", "pages", 3 * MIB, 2 * MIB)
+BYTE_TARGETS = ("tiny", 64 * KIB, MIB, "1MiB/world", "64KiB/world", "pages", 3 * MIB, 2 * MIB, MIB, 3 * MIB,
+                2 * MIB + PAGE, 5 * MIB)
+# The in-place paths (npusim memory, >= 1 MiB, the kinds that read peers' memory, the
+# in-place group) are where the subtle bugs live: drawn more often than an even split
+# would (repeated entries), while everything else still comes up.
+IN_PLACE_KINDS = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "all_gather", "all_gather_into_tensor",
+                  "all_gather_into_tensor_in_place", "broadcast")
+KIND_CHOICES = tuple(KINDS) + IN_PLACE_KINDS
+PLACEMENT_CHOICES = PLACEMENTS + ("npusim", "npusim")
+GROUP_CHOICES = GROUPS + ("in_place", "in_place")
 MAX_CALL_BYTES = 40 * MIB  # one rank's tensors for one call (programs.call_bytes)
 
 
@@ -35,7 +44,7 @@ def element_counts(draw, dtype: str, world: int) -> int:
 
 @st.composite
 def calls(draw, world: int) -> Call:
-    kind = draw(st.sampled_from(tuple(KINDS)))
+    kind = draw(st.sampled_from(KIND_CHOICES))
     reduces, rooted, single = KINDS[kind]
     dtype = draw(st.sampled_from(DTYPES))
     op = draw(st.sampled_from(OPS_BY_DTYPE[dtype])) if reduces else None
@@ -46,7 +55,7 @@ def calls(draw, world: int) -> Call:
     numel = max(1, min(numel, MAX_CALL_BYTES // (4 * world * element_size(dtype) * spread)))
     return Call(
         kind=kind, dtype=dtype, op=op, numel=numel, layout=layout,
-        placement=draw(st.sampled_from(PLACEMENTS)),
+        placement=draw(st.sampled_from(PLACEMENT_CHOICES)),
         root=draw(st.integers(0, world - 1)) if rooted else 0,
         repeat=draw(st.sampled_from((1, 2))),
         values=draw(st.sampled_from(("int", "random"))) if dtype in FLOATS_AND_COMPLEX else "int",
@@ -61,7 +70,7 @@ def calls(draw, world: int) -> Call:
 @st.composite
 def programs(draw, worlds=(2, 3, 4, 8), max_calls: int = 3) -> Program:
     world = draw(st.sampled_from(tuple(worlds)))
-    group = draw(st.sampled_from(GROUPS))
+    group = draw(st.sampled_from(GROUP_CHOICES))
     chosen = draw(st.lists(calls(world), min_size=1, max_size=max_calls))
     program = Program(world, group, tuple(chosen))
     program.validate()
