@@ -205,7 +205,6 @@ class DeviceCaches {
     auto* end = static_cast<const uint8_t*>(block->ptr) + block->size;
     if (!block->shareable || begin > end || bytes > static_cast<size_t>(end - begin)) return false;
     if (npusimIpcGetMemHandle(handle, const_cast<void*>(ptr)) != npusimSuccess) return false;
-    std::lock_guard<std::mutex> lock(caches_[block->device].mutex);
     sharing_stats_.handles_exported++;
     return true;
   }

@@ -20,6 +20,13 @@ try:
     dist.init_process_group("npusim", timeout=timedelta(seconds=float(os.environ.get("PG_TIMEOUT", "20"))))
 except Exception as e:
     report(init_error=type(e).__name__, message=str(e))
+    # rank 0 hosts the store: it stays until every rank has met its own error, so a slow
+    # rank reads the bad setting rather than a closed store
+    open(os.path.join(os.environ["DIST_TEST_DIR"], f"init_failed{RANK}"), "w").close()
+    deadline = time.time() + 60
+    while RANK == 0 and time.time() < deadline and not all(
+            os.path.exists(os.path.join(os.environ["DIST_TEST_DIR"], f"init_failed{r}")) for r in range(WORLD)):
+        time.sleep(0.05)
     sys.exit(0)
 for rule in json.loads(os.environ.get("RULES", "[]")):
     faults.inject(**rule)
