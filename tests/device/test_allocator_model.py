@@ -128,10 +128,14 @@ class AllocatorModel(RuleBasedStateMachine):
 
 @pytest.mark.skipif(torch.npusim.device_count() < 2, reason="needs a second npusim device")
 def test_allocator_against_its_model():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # GNU OpenMP's pool does not survive fork
     C._sharing_enable()  # one way, as when a process joins a group
     torch.npusim.empty_cache()  # blocks made before are gone: every new large block is shareable
     runner = AllocatorModel.TestCase
     runner.settings = settings(max_examples=40, stateful_step_count=25, derandomize=True, deadline=None,
                                suppress_health_check=[HealthCheck.too_slow])
-    runner().runTest()
+    try:
+        runner().runTest()
+    finally:
+        torch.set_num_threads(threads)  # later tests in this process keep their threads
