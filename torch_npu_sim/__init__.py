@@ -58,6 +58,8 @@ def _load() -> None:
         return
     from . import _op_routing, compile as _compile, distributed as _distributed
 
+    _C._graph_register()  # torch.accelerator.Graph on npusim (keyed by the renamed device type)
+
     _op_routing.install()
     _distributed.register_backend()
     _compile.register()

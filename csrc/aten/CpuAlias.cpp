@@ -7,6 +7,8 @@
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
+#include "graphs/Capture.h"
+#include "graphs/Graphs.h"
 
 namespace torch_npu_sim {
 
@@ -67,7 +69,15 @@ void trampoline(void* arg) {
 }
 }  // namespace
 
+// Work that reaches a launch while its stream captures was not recorded by the graph layer:
+// running it now would be a silent difference from replay, so it is an error.
+void refuse_if_capturing(c10::DeviceIndex device, const char* what) {
+  if (graphs::capture_underway() && graphs::current_stream_capturing(device))
+    graphs::fail_uncapturable(what, "npusim has no graph recording for this kernel yet");
+}
+
 void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, const npusimKernelCost* cost) {
+  refuse_if_capturing(device, cost && cost->name ? cost->name : "a native npusim kernel");
   LaunchArgs args{&fn, nullptr};
   NPUSIM_CHECK(npusimLaunchKernel(runtime_stream(current_stream(device)), &trampoline, &args, cost));
   if (args.error) std::rethrow_exception(args.error);
@@ -75,6 +85,7 @@ void launch_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, 
 
 void launch_copy_on_stream(c10::DeviceIndex device, const std::function<void()>& fn, npusimMemcpyKind kind,
                            double bytes, bool host_waits) {
+  refuse_if_capturing(device, "a copy");
   LaunchArgs args{&fn, nullptr};
   NPUSIM_CHECK(npusimLaunchCopy(runtime_stream(current_stream(device)), &trampoline, &args, kind, bytes,
                                 host_waits ? 1 : 0));

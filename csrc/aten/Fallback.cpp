@@ -14,6 +14,8 @@
 #include "core/Allocator.h"
 #include "core/Generator.h"
 #include "core/Runtime.h"
+#include "graphs/Capture.h"
+#include "graphs/Graphs.h"
 #include "simulation/OpCost.h"
 
 namespace torch_npu_sim {
@@ -46,6 +48,10 @@ class FallbackCall {
     TORCH_CHECK(device_ >= 0 || !saw_cpu_tensor_, "internal: npusim fallback reached without npusim arguments for ",
                 schema.name());
     if (device_ < 0) device_ = static_cast<c10::DeviceIndex>(current_device());
+    if (graphs::capture_underway() && graphs::current_stream_capturing(device_)) {
+      graphs::record_call(op_, stack, device_);  // recorded, not run: replay runs it
+      return;
+    }
 
     // the simulated cost, only while simulation wants it (the hot path stays free)
     std::optional<simulation::OpCost> cost;

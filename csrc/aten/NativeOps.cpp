@@ -14,6 +14,8 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "graphs/Capture.h"
+#include "graphs/Graphs.h"
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
@@ -74,6 +76,17 @@ at::Tensor& copy_(at::Tensor& self, const at::Tensor& src, bool non_blocking) {
                 "npusim copy_ supports npusim and cpu tensors, got a tensor on ", t->device());
   if (self.is_same(src) || self.numel() == 0) return self;
   c10::DeviceIndex device = (self.device().type() == kNpu ? self : src).device().index();
+  if (graphs::capture_underway() && graphs::current_stream_capturing(device)) {
+    // as CUDA: a copy to the host would synchronize, one from pageable memory cannot be replayed
+    if (self.device().is_cpu() && !(non_blocking && self.is_pinned()))
+      graphs::fail_uncapturable("aten::copy_", "a copy to host memory (.cpu(), .tolist(), .numpy()) synchronizes "
+                                               "with the device; copy non_blocking into pinned memory instead");
+    if (src.device().is_cpu() && !src.is_pinned())
+      graphs::fail_uncapturable("aten::copy_", "a copy from pageable host memory cannot be replayed; copy from "
+                                               "pinned memory (tensor.pin_memory()) instead");
+    graphs::record_unboxed(device, "aten::copy_", "", self, src, non_blocking);
+    return self;
+  }
   bool plain = self.dtype() == src.dtype() && self.sizes() == src.sizes() && self.is_contiguous() &&
                src.is_contiguous() && self.is_conj() == src.is_conj() && self.is_neg() == src.is_neg();
   if (plain) {
@@ -178,6 +191,10 @@ at::Tensor& set_empty(at::Tensor& self) {
 // ---- elementwise helpers that must not allocate ------------------------------------------
 
 at::Tensor& fill_scalar(at::Tensor& self, const c10::Scalar& value) {
+  if (graphs::capture_underway() && graphs::current_stream_capturing(self.device().index())) {
+    graphs::record_unboxed(self.device().index(), "aten::fill_", "Scalar", self, value);
+    return self;
+  }
   at::Tensor cpu = cpu_alias(self);
   npusimKernelCost cost{"aten::fill_", static_cast<double>(self.numel()), static_cast<double>(self.nbytes()), 0};
   launch_on_stream(self.device().index(), [&] { cpu.fill_(value); }, simulation_costs_wanted() ? &cost : nullptr);
@@ -190,12 +207,18 @@ at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
   TORCH_CHECK(value.device().is_cpu() || value.device() == self.device(),
               "Expected all tensors to be on the same device, but found at least two devices, ", self.device(),
               " and ", value.device(), "!");
+  if (graphs::capture_underway() && graphs::current_stream_capturing(self.device().index())) {
+    graphs::record_unboxed(self.device().index(), "aten::fill_", "Tensor", self, value);  // reads value at replay
+    return self;
+  }
   return fill_scalar(self, (value.device().is_cpu() ? value : cpu_alias(value)).item());
 }
 
 at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
 
 c10::Scalar local_scalar_dense(const at::Tensor& self) {
+  graphs::check_sync_allowed("reading a device value on the host (.item(), bool(), int())", self.device().index(),
+                             runtime_stream(current_stream(self.device().index())), nullptr);
   c10::Scalar out;
   at::Tensor cpu = cpu_alias(self);
   // a blocking read of one element by the host (simulated time: the host waits for it)

@@ -36,6 +36,8 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "graphs/Capture.h"
+#include "graphs/Graphs.h"
 #include "aten/PointwiseOps.h"
 #include "simulation/OpCost.h"
 #include "core/Allocator.h"
@@ -141,6 +143,11 @@ c10::DeviceIndex device_of(const at::Tensor& a, const at::Tensor& b, const char*
   return npu.device().index();
 }
 
+// Whether the op's stream is capturing a graph (then it is recorded, not run).
+bool capturing(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  return graphs::current_stream_capturing(device_of(a, b, op));
+}
+
 at::Tensor view_for_cpu(const at::Tensor& t) { return t.device().type() == kNpu ? cpu_alias(t) : t; }
 
 // The simulated cost of a binary pointwise op, filled in once its result exists (only when
@@ -213,6 +220,8 @@ at::Tensor& fast_inplace(const char* name, at::Tensor& a, const at::Tensor& b, S
 }
 
 at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::add.Tensor"))
+    return graphs::record_unboxed(device_of(a, b, "aten::add.Tensor"), "aten::add", "Tensor", a, b, alpha)[0].toTensor();
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     return fast_functional("aten::add", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
@@ -220,6 +229,8 @@ at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha
   return run_functional("aten::add", a, b, d, [&] { return at::cpu::add(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::sub.Tensor"))
+    return graphs::record_unboxed(device_of(a, b, "aten::sub.Tensor"), "aten::sub", "Tensor", a, b, alpha)[0].toTensor();
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
     return fast_functional("aten::sub", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
@@ -228,6 +239,8 @@ at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha
   return run_functional("aten::sub", a, b, d, [&] { return at::cpu::sub(view_for_cpu(a), view_for_cpu(b), alpha); });
 }
 at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::mul.Tensor"))
+    return graphs::record_unboxed(device_of(a, b, "aten::mul.Tensor"), "aten::mul", "Tensor", a, b)[0].toTensor();
   if (fast_operands(a, b) && counted(cpu_kernels().mul)) {
     return fast_functional("aten::mul", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
@@ -235,6 +248,8 @@ at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
   return run_functional("aten::mul", a, b, d, [&] { return at::cpu::mul(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::div.Tensor"))
+    return graphs::record_unboxed(device_of(a, b, "aten::div.Tensor"), "aten::div", "Tensor", a, b)[0].toTensor();
   if (fast_operands(a, b) && counted(cpu_kernels().div_true)) {
     return fast_functional("aten::div", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
@@ -242,6 +257,10 @@ at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
   return run_functional("aten::div", a, b, d, [&] { return at::cpu::div(view_for_cpu(a), view_for_cpu(b)); });
 }
 at::Tensor& add_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::add_.Tensor")) {
+    graphs::record_unboxed(device_of(a, b, "aten::add_.Tensor"), "aten::add_", "Tensor", a, b, alpha);
+    return a;
+  }
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     return fast_inplace("aten::add_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
@@ -249,6 +268,10 @@ at::Tensor& add_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   return run_inplace("aten::add_", a, b, d, [&](at::Tensor& x) { at::cpu::add_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& sub_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::sub_.Tensor")) {
+    graphs::record_unboxed(device_of(a, b, "aten::sub_.Tensor"), "aten::sub_", "Tensor", a, b, alpha);
+    return a;
+  }
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
     return fast_inplace("aten::sub_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
@@ -257,6 +280,10 @@ at::Tensor& sub_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   return run_inplace("aten::sub_", a, b, d, [&](at::Tensor& x) { at::cpu::sub_(x, view_for_cpu(b), alpha); });
 }
 at::Tensor& mul_(at::Tensor& a, const at::Tensor& b) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::mul_.Tensor")) {
+    graphs::record_unboxed(device_of(a, b, "aten::mul_.Tensor"), "aten::mul_", "Tensor", a, b);
+    return a;
+  }
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().mul)) {
     return fast_inplace("aten::mul_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
@@ -264,6 +291,10 @@ at::Tensor& mul_(at::Tensor& a, const at::Tensor& b) {
   return run_inplace("aten::mul_", a, b, d, [&](at::Tensor& x) { at::cpu::mul_(x, view_for_cpu(b)); });
 }
 at::Tensor& div_(at::Tensor& a, const at::Tensor& b) {
+  if (graphs::capture_underway() && capturing(a, b, "aten::div_.Tensor")) {
+    graphs::record_unboxed(device_of(a, b, "aten::div_.Tensor"), "aten::div_", "Tensor", a, b);
+    return a;
+  }
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().div_true)) {
     return fast_inplace("aten::div_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }

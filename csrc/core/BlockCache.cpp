@@ -10,6 +10,8 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -31,6 +33,16 @@ constexpr int kMaxDevices = 64;
 // Map and set nodes kept for reuse, so a cached allocation and its free call no malloc.
 constexpr size_t kSpareNodes = 64;
 
+// A graph's private pool. Its blocks are cached under the pool's tag in place of a stream,
+// so only allocations routed to the pool find them.
+struct Pool {
+  int graphs = 0;    // graphs retaining it
+  int captures = 0;  // captures allocating into it now
+  size_t reserved = 0;
+  bool alive() const { return graphs > 0 || captures > 0; }
+  npusimStream_t tag() { return reinterpret_cast<npusimStream_t>(this); }
+};
+
 struct Block {
   c10::DeviceIndex device;
   npusimStream_t stream;  // stream it was allocated on
@@ -39,6 +51,7 @@ struct Block {
   void* ptr;
   std::vector<c10::Stream> stream_uses;  // other streams (record_stream)
   bool shareable = false;                // other processes may map it (npusimMemShareable)
+  std::shared_ptr<Pool> pool;            // the graph pool it belongs to (null: none)
 };
 
 struct BlockOrder {
@@ -66,6 +79,8 @@ struct DeviceCache {
   std::vector<FreeBlocks::node_type> spare_nodes;
   std::vector<PendingFree> pending;  // freed but possibly still in use on other streams
   DeviceStats stats;
+  std::map<c10::MempoolId_t, std::shared_ptr<Pool>> pools;
+  std::vector<std::pair<npusimStream_t, std::shared_ptr<Pool>>> routes;  // capturing stream -> pool
 };
 
 size_t round_size(size_t n) { return n < kMinBlock ? kMinBlock : (n + kMinBlock - 1) / kMinBlock * kMinBlock; }
@@ -101,8 +116,19 @@ class DeviceCaches {
     auto& cache = caches_[device];
     std::lock_guard<std::mutex> lock(cache.mutex);
     process_pending(cache);
+    std::shared_ptr<Pool> pool;
+    for (const auto& route : cache.routes)
+      if (route.first == stream) {
+        pool = route.second;
+        stream = pool->tag();
+        break;
+      }
     Block* block = take_cached(cache, stream, size);
-    if (!block) block = allocate_segment(device, cache, stream, size, nbytes);
+    if (!block) {
+      block = allocate_segment(device, cache, stream, size, nbytes);
+      block->pool = pool;
+      if (pool) pool->reserved += block->size;
+    }
     block->requested = nbytes;
     {
       std::lock_guard<std::mutex> active(active_mutex_);
@@ -218,6 +244,58 @@ class DeviceCaches {
 
   void close_peer(void* ptr) {
     if (npusimIpcCloseMemHandle(ptr) == npusimSuccess) sharing_stats_.peer_mappings_open--;
+  }
+
+  void begin_pool_allocation(c10::DeviceIndex device, c10::MempoolId_t id, npusimStream_t stream) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    for (const auto& route : cache.routes)
+      TORCH_CHECK(route.first != stream, "npusim allocator: this stream already allocates into a graph pool");
+    auto pool = pool_of_id(cache, id);
+    pool->captures++;
+    cache.routes.emplace_back(stream, std::move(pool));
+  }
+
+  void end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    for (auto it = cache.routes.begin(); it != cache.routes.end(); ++it) {
+      if (it->first != stream) continue;
+      auto pool = it->second;
+      cache.routes.erase(it);
+      pool->captures--;
+      if (!pool->alive()) retire(cache, pool);
+      return;
+    }
+  }
+
+  void retain_pool(c10::DeviceIndex device, c10::MempoolId_t id) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    pool_of_id(cache, id)->graphs++;
+  }
+
+  void release_pool(c10::DeviceIndex device, c10::MempoolId_t id) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.pools.find(id);
+    if (it == cache.pools.end() || it->second->graphs == 0) return;
+    auto pool = it->second;
+    pool->graphs--;
+    if (!pool->alive()) retire(cache, pool);
+  }
+
+  bool in_private_pool(void* ptr) {
+    std::lock_guard<std::mutex> lock(active_mutex_);
+    auto it = active_.find(ptr);
+    return it != active_.end() && it->second->pool != nullptr;
+  }
+
+  size_t pool_reserved_bytes(c10::DeviceIndex device, c10::MempoolId_t id) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.pools.find(id);
+    return it == cache.pools.end() ? 0 : it->second->reserved;
   }
 
   SharingStats sharing_stats() const {
@@ -370,6 +448,10 @@ class DeviceCaches {
   void release_to_cache(DeviceCache& cache, Block* block) {
     update(cache.stats.active, block->size, -1);
     update(cache.stats.active_bytes, block->size, -static_cast<int64_t>(block->size));
+    if (block->pool && !block->pool->alive()) {  // its pool is gone: the memory goes back
+      release_segment(cache, block);
+      return;
+    }
     if (cache.spare_nodes.empty()) {
       cache.free_blocks.insert(block);
       return;
@@ -396,17 +478,58 @@ class DeviceCaches {
     cache.pending.swap(still_pending);
   }
 
-  // One block at a time, so a failing free leaves the cache consistent.
+  // One block at a time, so a failing free leaves the cache consistent. Blocks of live
+  // graph pools stay: their graphs replay into them.
   void release_cached(DeviceCache& cache) {
-    while (!cache.free_blocks.empty()) {
-      Block* block = *cache.free_blocks.begin();
+    for (auto it = cache.free_blocks.begin(); it != cache.free_blocks.end();) {
+      Block* block = *it;
+      if (block->pool && block->pool->alive()) {
+        ++it;
+        continue;
+      }
       NPUSIM_CHECK(npusimFree(block->ptr));
-      cache.free_blocks.erase(cache.free_blocks.begin());
-      cache.stats.num_device_free += 1;
-      update(cache.stats.segment, block->size, -1);
-      update(cache.stats.reserved_bytes, block->size, -static_cast<int64_t>(block->size));
-      if (block->shareable) sharing_stats_.shareable_segments--;
-      delete block;
+      it = cache.free_blocks.erase(it);
+      forget_segment(cache, block);
+    }
+  }
+
+  void release_segment(DeviceCache& cache, Block* block) {
+    NPUSIM_CHECK(npusimFree(block->ptr));
+    forget_segment(cache, block);
+  }
+
+  void forget_segment(DeviceCache& cache, Block* block) {
+    cache.stats.num_device_free += 1;
+    update(cache.stats.segment, block->size, -1);
+    update(cache.stats.reserved_bytes, block->size, -static_cast<int64_t>(block->size));
+    if (block->shareable) sharing_stats_.shareable_segments--;
+    if (block->pool) block->pool->reserved -= block->size;
+    delete block;
+  }
+
+  std::shared_ptr<Pool> pool_of_id(DeviceCache& cache, c10::MempoolId_t id) {
+    auto& pool = cache.pools[id];
+    if (!pool) pool = std::make_shared<Pool>();
+    return pool;
+  }
+
+  // A pool no graph or capture uses: its cached blocks go back to the runtime now, its
+  // blocks still held by tensors when they are freed.
+  void retire(DeviceCache& cache, const std::shared_ptr<Pool>& pool) {
+    for (auto it = cache.pools.begin(); it != cache.pools.end(); ++it)
+      if (it->second == pool) {
+        cache.pools.erase(it);
+        break;
+      }
+    for (auto it = cache.free_blocks.begin(); it != cache.free_blocks.end();) {
+      Block* block = *it;
+      if (block->pool != pool) {
+        ++it;
+        continue;
+      }
+      NPUSIM_CHECK(npusimFree(block->ptr));
+      it = cache.free_blocks.erase(it);
+      forget_segment(cache, block);
     }
   }
 
@@ -452,6 +575,18 @@ void* Cache::open_peer(const npusimIpcMemHandle_t& handle, size_t bytes, npusimE
 }
 void Cache::close_peer(void* ptr) { caches().close_peer(ptr); }
 SharingStats Cache::sharing_stats() { return caches().sharing_stats(); }
+void Cache::begin_pool_allocation(c10::DeviceIndex device, c10::MempoolId_t id, npusimStream_t stream) {
+  caches().begin_pool_allocation(device, id, stream);
+}
+void Cache::end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream) {
+  caches().end_pool_allocation(device, stream);
+}
+void Cache::retain_pool(c10::DeviceIndex device, c10::MempoolId_t id) { caches().retain_pool(device, id); }
+void Cache::release_pool(c10::DeviceIndex device, c10::MempoolId_t id) { caches().release_pool(device, id); }
+bool Cache::in_private_pool(void* ptr) { return caches().in_private_pool(ptr); }
+size_t Cache::pool_reserved_bytes(c10::DeviceIndex device, c10::MempoolId_t id) {
+  return caches().pool_reserved_bytes(device, id);
+}
 
 Cache& cache() {
   static Cache c;

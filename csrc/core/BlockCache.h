@@ -2,6 +2,8 @@
 // allocators of Allocator.cpp.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
 
 #include <c10/core/CachingDeviceAllocator.h>
@@ -41,6 +43,18 @@ class Cache {
   void* open_peer(const npusimIpcMemHandle_t& handle, size_t bytes, npusimError_t* err);
   void close_peer(void* ptr);
   SharingStats sharing_stats();
+
+  // Graph memory pools (CUDA's private pools). While `stream` of `device` captures into pool
+  // `id`, allocations made with that stream current come from the pool and blocks freed there
+  // go back to it, never to other users; a pool's memory stays reserved while a graph retains
+  // it, and is released once the last one lets go (blocks still held by tensors then return
+  // to the ordinary cache when freed).
+  void begin_pool_allocation(c10::DeviceIndex device, c10::MempoolId_t id, npusimStream_t stream);
+  void end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream);
+  void retain_pool(c10::DeviceIndex device, c10::MempoolId_t id);
+  void release_pool(c10::DeviceIndex device, c10::MempoolId_t id);
+  bool in_private_pool(void* ptr);  // a live block allocated from some graph pool?
+  size_t pool_reserved_bytes(c10::DeviceIndex device, c10::MempoolId_t id);
 };
 
 Cache& cache();

@@ -4,6 +4,7 @@
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
+#include "graphs/Capture.h"
 
 namespace torch_npu_sim {
 namespace {
@@ -48,13 +49,16 @@ struct NpuSimGuardImpl final : public c10::impl::DeviceGuardImplInterface {
     return old;
   }
   bool queryStream(const Stream& s) const override {
+    graphs::check_sync_allowed("querying a capturing stream", s.device_index(), runtime_stream(s), nullptr);
     return npusimStreamQuery(runtime_stream(s)) == npusimSuccess;
   }
   void synchronizeStream(const Stream& s) const override {
+    graphs::check_sync_allowed("synchronizing a stream", s.device_index(), runtime_stream(s), nullptr);
     NPUSIM_CHECK(npusimStreamSynchronize(runtime_stream(s)));
   }
   void synchronizeDevice(DeviceIndex device) const override {
     check_device_index(device);
+    graphs::check_sync_allowed("synchronizing the device", device, nullptr, nullptr);
     int saved = current_device();
     NPUSIM_CHECK(npusimSetDevice(device));
     npusimError_t err = npusimDeviceSynchronize();
@@ -71,19 +75,23 @@ struct NpuSimGuardImpl final : public c10::impl::DeviceGuardImplInterface {
       NPUSIM_CHECK(npusimEventCreateWithFlags(reinterpret_cast<npusimEvent_t*>(event), flags));
     }
     NPUSIM_CHECK(npusimEventRecord(static_cast<npusimEvent_t>(*event), runtime_stream(s)));
+    graphs::note_event_record(*event, s);
   }
   void block(void* event, const Stream& s) const override {
     if (!event) return;  // never recorded: nothing to wait for, as in CUDA
+    graphs::note_event_wait(event, s);
     NPUSIM_CHECK(npusimStreamWaitEvent(runtime_stream(s), static_cast<npusimEvent_t>(event)));
   }
   bool queryEvent(void* event) const override {
     if (!event) return true;
+    graphs::check_sync_allowed("querying an event recorded during capture", -1, nullptr, event);
     npusimError_t err = npusimEventQuery(static_cast<npusimEvent_t>(event));
     if (err == npusimErrorNotReady) return false;
     NPUSIM_CHECK(err);
     return true;
   }
   void synchronizeEvent(void* event) const override {
+    if (event) graphs::check_sync_allowed("synchronizing an event recorded during capture", -1, nullptr, event);
     if (event) NPUSIM_CHECK(npusimEventSynchronize(static_cast<npusimEvent_t>(event)));
   }
   void destroyEvent(void* event, DeviceIndex) const noexcept override {

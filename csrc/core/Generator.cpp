@@ -62,9 +62,24 @@ c10::intrusive_ptr<c10::TensorImpl> NpuSimGenerator::get_state() const {
 
 at::Generator NpuSimGenerator::next_cpu_generator(uint64_t numel) {
   std::lock_guard<std::mutex> lock(mutex_);
-  uint64_t key = splitmix64(seed_ ^ splitmix64(offset_));
-  offset_ += std::max<uint64_t>(4, (numel + 3) / 4 * 4);  // philox-style: 4 values per step
-  return at::make_generator<at::CPUGeneratorImpl>(key);
+  uint64_t offset = offset_;
+  offset_ += offsets_for(numel);
+  return cpu_generator_at(seed_, offset);
+}
+
+uint64_t NpuSimGenerator::offsets_for(uint64_t numel) {
+  return std::max<uint64_t>(4, (numel + 3) / 4 * 4);  // philox-style: 4 values per step
+}
+
+at::Generator NpuSimGenerator::cpu_generator_at(uint64_t seed, uint64_t offset) {
+  return at::make_generator<at::CPUGeneratorImpl>(splitmix64(seed ^ splitmix64(offset)));
+}
+
+std::pair<uint64_t, uint64_t> NpuSimGenerator::reserve_offsets(uint64_t count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::pair<uint64_t, uint64_t> now{seed_, offset_};
+  offset_ += count;
+  return now;
 }
 
 NpuSimGenerator* NpuSimGenerator::clone_impl() const {

@@ -23,6 +23,12 @@ class NpuSimGenerator : public c10::GeneratorImpl {
 
   // A CPU generator for one random op consuming about `numel` values.
   at::Generator next_cpu_generator(uint64_t numel);
+  // The offsets a random op consuming about `numel` values takes, and the CPU generator of
+  // the op drawing at (seed, offset): graph replays draw as the eager op would.
+  static uint64_t offsets_for(uint64_t numel);
+  static at::Generator cpu_generator_at(uint64_t seed, uint64_t offset);
+  // {seed, offset} now, and the offset advanced by `count`, in one step (a graph replay's draws)
+  std::pair<uint64_t, uint64_t> reserve_offsets(uint64_t count);
 
  private:
   NpuSimGenerator* clone_impl() const override;

@@ -12,6 +12,7 @@
 #include "aten/Fallback.h"
 #include "aten/PointwiseOps.h"
 #include "distributed/Bindings.h"
+#include "graphs/Graphs.h"
 #include "python/FaultBindings.h"
 
 namespace py = pybind11;
@@ -46,6 +47,18 @@ PYBIND11_MODULE(_C, m) {
     return true;
   });
   m.def("_fallback_calls", [] { return fallback_call_count(); });
+  // graphs (torch.accelerator.Graph's implementation registers once PrivateUse1 is renamed)
+  m.def("_graph_register", [] { graphs::register_graph_impl(); });
+  m.def("_graph_pool_handle", [] {
+    auto id = graphs::new_pool_handle();
+    return py::make_tuple(id.first, id.second);
+  });
+  m.def("_graph_is_current_stream_capturing", [](int64_t device) {
+    return graphs::current_stream_capturing(index_or_current(device));
+  });
+  m.def("_graph_pool_reserved_bytes", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
+    return cache().pool_reserved_bytes(index_or_current(device), pool);
+  });
   m.def("_route_new_ops", [](const std::string& name) { return route_new_ops(name); }, py::arg("name") = "");
   m.def("_unroute_op", [](const std::string& name) { return unroute_op(name); });
   m.def("_op_is_routed", [](const std::string& name) { return op_is_routed(name); });

@@ -19,6 +19,7 @@ from ._device import (
     synchronize,
     get_amp_supported_dtype,
 )
+from .graphs import NPUGraph, graph, graph_pool_handle, is_current_stream_capturing
 from .memory import (
     empty_cache,
     max_memory_allocated,

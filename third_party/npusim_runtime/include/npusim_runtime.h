@@ -199,6 +199,13 @@ npusimError_t npusimLaunchKernel(npusimStream_t stream, npusimHostFn_t fn, void*
    time then reaches its end, as after npusimStreamSynchronize) */
 npusimError_t npusimLaunchCopy(npusimStream_t stream, npusimHostFn_t fn, void* arg, npusimMemcpyKind kind,
                                double bytes, int host_waits);
+/* A recorded graph replayed as one launch: fn runs every recorded node, in order. Charged as
+   real graph hardware runs it: the launch latency once, plus each node's roofline time
+   (costs[i], count of them; NULL with count 0 charges the latency alone); one launch counted
+   and one activity reported, named `name` (NULL: "npusim::graph_replay"), with the nodes'
+   FLOPs and bytes summed. */
+npusimError_t npusimLaunchGraph(npusimStream_t stream, npusimHostFn_t fn, void* arg, const char* name,
+                                const npusimKernelCost* costs, size_t count);
 
 typedef struct {
   npusimActivityKind kind;
