@@ -266,3 +266,28 @@ def test_replay_is_one_launch_charged_once_for_latency():
         sim.disable()
     latency = sim.get_chip().launch_latency_s * 1e9
     assert replay_ns == pytest.approx(eager_ns - 3 * latency, rel=0.05), (replay_ns, eager_ns, latency)
+
+
+def test_keep_graph_debug_dump_and_recapture(tmp_path):
+    x = torch.ones(4, device=DEV)
+    g = torch.npusim.NPUGraph(keep_graph=True)
+    g.enable_debug_mode()
+    with torch.npusim.graph(g):
+        x.mul_(2).add_(1)
+    g.replay()  # instantiates on first replay
+    path = tmp_path / "graph.dot"
+    g.debug_dump(str(path))
+    text = path.read_text()
+    assert "aten::mul_" in text and "aten::add_" in text and "n0 -> n1" in text
+    with pytest.raises(RuntimeError, match="already captured"):
+        g.capture_begin()
+    g.reset()
+    with torch.npusim.graph(g):
+        x.sub_(1)
+    g.replay()
+    assert torch.equal(x.cpu(), torch.full((4,), 2.0))  # (1*2+1) - 1
+
+
+def test_replay_without_capture_is_an_error():
+    with pytest.raises(RuntimeError, match="needs a captured graph"):
+        torch.npusim.NPUGraph().replay()

@@ -36,7 +36,8 @@ class NPUGraph(torch.accelerator.Graph):
     def capture_begin(self, pool: tuple[int, int] | None = None, capture_error_mode: CaptureErrorMode = "global") -> None:
         """Begin capture on the current stream (not the default stream), allocating from
         ``pool`` (another graph's ``pool()`` or ``graph_pool_handle()``; a new one if None)."""
-        torch._C._acceleratorGraph.capture_begin(self, pool=pool, capture_error_mode=capture_error_mode)
+        self.graph_pool, self.capture_error_mode = pool, capture_error_mode  # what Graph.capture_begin passes on
+        super().capture_begin()
 
 
 def graph_pool_handle() -> tuple[int, int]:
