@@ -291,3 +291,19 @@ def test_keep_graph_debug_dump_and_recapture(tmp_path):
 def test_replay_without_capture_is_an_error():
     with pytest.raises(RuntimeError, match="needs a captured graph"):
         torch.npusim.NPUGraph().replay()
+
+
+def test_profiler_shows_each_replay_as_one_kernel():
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(64, 64, device=DEV)
+    g, out = capture(lambda: (x @ x).relu() @ x)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.PrivateUse1]) as prof:
+        for _ in range(3):
+            g.replay()
+        torch.npusim.synchronize()
+    kernels = {e.key: e for e in prof.key_averages() if e.device_type == DeviceType.PrivateUse1}
+    assert "npusim::graph_replay" in kernels, list(kernels)
+    assert kernels["npusim::graph_replay"].count == 3
+    assert "aten::mm" not in kernels  # replay launches no kernel of its own
