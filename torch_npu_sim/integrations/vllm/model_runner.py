@@ -5,17 +5,22 @@ replaces streams and events with placeholders and turns `torch.accelerator.synch
 into a no-op, all because the CPU has no device. npusim is one: the runner here keeps the
 GPU runner's layout (pinned host buffers, device buffers, copies between them) and its
 async-scheduling machinery, whose `torch.cuda` stream and event calls are served by npusim
-streams and events (see `_CudaAsNpusim`).
+streams and events (see `_CudaAsNpusim`). Linear layers whose weights are on npusim run
+torch's linear (see `_torch_linear_for_npusim_weights`).
 """
 from __future__ import annotations
 
+import functools
 import types
 
 import torch
+import vllm.model_executor.layers.utils as layer_utils
 import vllm.v1.worker.gpu_model_runner as gpu_model_runner
 from vllm.distributed.parallel_state import get_pp_group
 from vllm.v1.worker.cpu_model_runner import CPUModelRunner
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+from .internals import check_vllm
 
 
 class _CudaAsNpusim:
@@ -68,11 +73,37 @@ def _sample_on_the_logits_device(sampler) -> None:
     sampler.forward = forward_on_device
 
 
+def _torch_linear_for_npusim_weights() -> None:
+    """vLLM's CPU platform gives each linear layer a GEMM when its weights are loaded
+    (`dispatch_cpu_unquantized_gemm`): a oneDNN handle, or weights packed for its own kernel,
+    whose calls allocate their output on the CPU (`ops.onednn_mm` does, beside npusim
+    activations: a device mismatch), and torch's linear only where oneDNN cannot build its
+    primitive (e.g. bf16 on a CPU without AVX512-BF16 or AMX). vLLM 0.32 offers no
+    platform hook for that choice, so the dispatch is wrapped: a 2-D weight on npusim keeps
+    its tensor and gets torch's linear, which runs on the device (other layers are vLLM's)."""
+    dispatch = layer_utils.dispatch_cpu_unquantized_gemm
+    if getattr(dispatch, "_npusim_patched", False):
+        return
+
+    @functools.wraps(dispatch)
+    def dispatch_cpu_unquantized_gemm(layer: torch.nn.Module, remove_weight: bool) -> None:
+        weight = getattr(layer, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.device.type == "npusim" and weight.ndim == 2:
+            layer.cpu_linear = torch.nn.functional.linear
+            return
+        dispatch(layer, remove_weight)
+
+    dispatch_cpu_unquantized_gemm._npusim_patched = True
+    layer_utils.dispatch_cpu_unquantized_gemm = dispatch_cpu_unquantized_gemm
+
+
 class NpuSimModelRunner(CPUModelRunner):
     def __init__(self, vllm_config, device: torch.device):
         if device.type != "npusim":
             raise ValueError(f"NpuSimModelRunner runs on an npusim device, not {device}")
+        check_vllm()
         _route_runner_cuda_calls_to_npusim()
+        _torch_linear_for_npusim_weights()
         # the GPU runner's constructor, not the CPU one's (which aliases device buffers to host)
         GPUModelRunner.__init__(self, vllm_config, device)
         self.use_cuda_graph = False

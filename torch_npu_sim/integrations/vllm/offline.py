@@ -73,6 +73,13 @@ def generate(model: str, prompts: list[str], *, platform: str = "npusim", tp: in
         return report
 
 
+def _kernel_name(fn) -> str:
+    """What a layer's `cpu_linear` calls: `linear` (torch's), `onednn_mm`, ..."""
+    if getattr(fn, "__name__", None) == "<lambda>":  # vLLM's closures: the last name they call
+        return fn.__code__.co_names[-1]
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def _device_report(llm) -> dict:
     """Where the in-process engine keeps things (only reachable without multiprocessing)."""
     import torch
@@ -88,7 +95,9 @@ def _device_report(llm) -> dict:
                   kv_cache_devices=sorted({str(t.device) for t in kv}),
                   kv_cache_bytes=sum(t.numel() * t.element_size() for t in kv),
                   input_ids_device=str(runner.input_ids.gpu.device),
-                  input_ids_host_pinned=bool(runner.input_ids.cpu.is_pinned()))
+                  input_ids_host_pinned=bool(runner.input_ids.cpu.is_pinned()),
+                  linear_kernels=sorted({_kernel_name(m.cpu_linear) for m in runner.model.modules()
+                                         if hasattr(m, "cpu_linear")}))
     if runner.device.type == "npusim":
         report["npusim_memory_allocated"] = torch.npusim.memory_allocated(runner.device)
         report["npusim_kernel_launches"] = torch.npusim.launch_count()

@@ -1,12 +1,14 @@
 """NpuSimPlatform: vLLM's view of the npusim device.
 
-npusim runs vLLM's CPU kernels (attention, rotary, rms_norm, the oneDNN linear) on device
-memory: in CPU mode device memory is host memory, and the zero-copy fallback hands those
-kernels aliases of it. So the platform keeps the CPU platform's kernel choices (it is a
-CpuPlatform to vLLM's `is_cpu()` checks) and changes what makes it a device: tensors,
-weights and the KV cache on `npusim:<local_rank>`, memory budgets against npusim's
-capacity, collectives on the npusim c10d backend, pinned memory, real streams and events,
-and async scheduling.
+npusim runs vLLM's CPU kernels (attention, rotary, rms_norm) on device memory: in CPU mode
+device memory is host memory, and the zero-copy fallback hands those kernels aliases of it.
+Linear layers run torch's linear on npusim weights (the model runner sees to it: vLLM's
+oneDNN linear allocates its output on the CPU). So the platform keeps the CPU platform's
+other kernel choices (it is a CpuPlatform to vLLM's `is_cpu()` checks) and changes what
+makes it a device: tensors, weights and the KV cache on `npusim:<local_rank>`, memory
+budgets against npusim's capacity, collectives on the npusim c10d backend, pinned memory,
+real streams and events, and async scheduling. It refuses a vLLM other than the one it was
+checked on (internals.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 from vllm.logger import init_logger
 from vllm.platforms.cpu import CpuPlatform
+
+from .internals import check_vllm
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -71,6 +75,7 @@ class NpuSimPlatform(CpuPlatform):
 
     @classmethod
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
+        check_vllm()
         model_config = vllm_config.model_config
         if model_config is not None and model_config.enable_sleep_mode:
             raise ValueError("vLLM's sleep mode is not supported on npusim (it needs a CUDA virtual-memory allocator)")
