@@ -1,4 +1,8 @@
 #include "distributed/ProcessGroupNpuSim.h"
+
+#include "core/Runtime.h"
+#include "graphs/Capture.h"
+#include "graphs/Graphs.h"
 #include "distributed/SimCost.h"  // simulated time of collectives
 
 #include <Python.h>
@@ -186,8 +190,16 @@ std::chrono::milliseconds ProcessGroupNpuSim::effective(std::chrono::millisecond
 
 // ---------------------------------------------------------------- progress thread
 
+// A collective runs on the progress thread when issued; a graph would replay nothing of
+// it, so issuing one while the current stream captures is an error, never a silent gap.
+void ProcessGroupNpuSim::refuse_during_capture(const std::string& what) const {
+  if (graphs::capture_underway() && graphs::current_stream_capturing(static_cast<c10::DeviceIndex>(current_device())))
+    graphs::fail_uncapturable("collective " + what, "npusim graphs do not record collectives yet; issue it outside the capture");
+}
+
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                                            std::chrono::milliseconds timeout, Body body) {
+  refuse_during_capture(c10d::opTypeToString(type));
   comm_->health().throw_if_unhealthy();
   auto work = c10::make_intrusive<NpuSimWork>(rank_, type, std::move(outputs));
   {
@@ -267,6 +279,7 @@ void ProcessGroupNpuSim::run_worker() {
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue_p2p(c10d::OpType type, at::Tensor tensor, int peer,
                                                                int tag, bool is_send) {
   check_tensor(tensor, is_send ? "send" : "recv");
+  refuse_during_capture(is_send ? "SEND" : "RECV");
   TORCH_CHECK_VALUE((peer >= 0 || (peer == kAnySource && !is_send)) && peer < size_, "npusim: ",
                     is_send ? "send to" : "recv from", " rank ", peer, " is out of range for a group of ", size_);
   TORCH_CHECK_VALUE(peer != rank_, "npusim: rank ", rank_, " cannot ", is_send ? "send to" : "recv from", " itself");

@@ -109,6 +109,7 @@ class ProcessGroupNpuSim : public c10d::Backend {
  private:
   using Body = std::function<void(Clock::time_point deadline)>;
   c10::intrusive_ptr<c10d::Work> allreduce_sparse(at::Tensor& tensor, const c10d::AllreduceOptions& opts);
+  void refuse_during_capture(const std::string& what) const;
   c10::intrusive_ptr<c10d::Work> enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                          std::chrono::milliseconds timeout, Body body);
   c10::intrusive_ptr<c10d::Work> enqueue_p2p(c10d::OpType type, at::Tensor tensor, int peer, int tag, bool is_send);

@@ -307,3 +307,23 @@ def test_profiler_shows_each_replay_as_one_kernel():
     assert "npusim::graph_replay" in kernels, list(kernels)
     assert kernels["npusim::graph_replay"].count == 3
     assert "aten::mm" not in kernels  # replay launches no kernel of its own
+
+
+def test_collectives_during_capture_raise(fresh_python):
+    result = fresh_python("""
+        import torch, torch.distributed as dist
+        dist.init_process_group("npusim", store=dist.HashStore(), rank=0, world_size=1)
+        x = torch.ones(4, device="npusim")
+        g = torch.npusim.NPUGraph()
+        try:
+            with torch.npusim.graph(g):
+                dist.all_reduce(x)
+        except RuntimeError as e:
+            print("ERROR:", e)
+        dist.all_reduce(x)  # outside the capture it runs
+        print("after:", x.tolist())
+        dist.destroy_process_group()
+    """, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "collective ALLREDUCE cannot be captured" in result.stdout, result.stdout
+    assert "after: [1.0, 1.0, 1.0, 1.0]" in result.stdout
