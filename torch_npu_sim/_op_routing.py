@@ -66,3 +66,14 @@ def install() -> None:
         library.impl = _wrap_impl(library.impl)
     if not getattr(torch.ops.load_library, _MARK, False):
         torch.ops.load_library = _wrap_load_library(torch.ops.load_library)
+
+
+def route_host_kernels(namespace: str) -> list[str]:
+    """Routes every operator of ``namespace`` whose only kernel is a catch-all host kernel
+    (it reads its tensors through raw pointers, as vLLM's CPU kernels do) through npusim's
+    fallback, so that on npusim tensors it runs inside a launch: in stream order, inside
+    protected memory's access scope, and recorded (not run) while a graph captures.
+    Returns the operators routed now or before."""
+    prefix = f"{namespace}::"
+    return [name for name in torch._C._dispatch_get_all_op_names()
+            if name.startswith(prefix) and _C._route_host_kernel(name)]

@@ -38,4 +38,10 @@ bool route_new_ops(const std::string& qualified_name);
 bool unroute_op(const std::string& qualified_name);
 
 bool op_is_routed(const std::string& qualified_name);
+
+// Routes "ns::op[.overload]" whose only kernel is a catch-all host kernel reading its tensors
+// through raw pointers (vLLM's CPU kernels), so that on npusim it runs inside a launch:
+// stream-ordered, inside protected memory's access scope, and recorded by graph capture.
+// False if the operator has no such kernel (or takes no tensors).
+bool route_host_kernel(const std::string& qualified_name);
 }  // namespace torch_npu_sim

@@ -9,6 +9,7 @@
 // through torch.library (torch_npu_sim/_op_routing.py names the operator), and after
 // torch.ops.load_library. By then an operator defined by a C++ library has all the
 // kernels that library gives it.
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -125,6 +126,35 @@ class Router {
         !(op->hasKernelForDispatchKey(DispatchKey::CompositeExplicitAutogradNonFunctional) ||
           op->hasKernelForDispatchKey(DispatchKey::CompositeExplicitAutograd)))
       return;
+    register_fallback(name);
+  }
+
+ public:
+  // Routes `name`, whose only kernel is a catch-all (CompositeImplicitAutograd) host kernel
+  // that reads its tensors through raw pointers, so that on npusim it runs inside a launch.
+  bool route_host_kernel(const OperatorName& name) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (routed_.count(name)) return true;
+    auto op = c10::Dispatcher::singleton().findSchema(name);
+    if (!op || op->hasKernelForDispatchKey(DispatchKey::PrivateUse1) ||
+        op->hasKernelForDispatchKey(DispatchKey::CPU) ||
+        !op->hasKernelForDispatchKey(DispatchKey::CompositeImplicitAutograd))
+      return false;
+    const auto& args = op->schema().arguments();
+    bool takes_tensors = std::any_of(args.begin(), args.end(), [](const c10::Argument& a) {
+      return a.type()->kind() == c10::TypeKind::TensorType ||
+             (a.type()->kind() == c10::TypeKind::OptionalType &&
+              a.type()->castRaw<c10::OptionalType>()->getElementType()->kind() == c10::TypeKind::TensorType) ||
+             (a.type()->kind() == c10::TypeKind::ListType &&
+              a.type()->castRaw<c10::ListType>()->getElementType()->kind() == c10::TypeKind::TensorType);
+    });
+    if (!takes_tensors) return false;
+    register_fallback(name);
+    return true;
+  }
+
+ private:
+  void register_fallback(const OperatorName& name) {
     const std::string& ns_and_name = name.name;
     auto sep = ns_and_name.find("::");
     if (sep == std::string::npos) return;
@@ -186,6 +216,11 @@ bool route_new_ops(const std::string& qualified_name) {
 bool unroute_op(const std::string& qualified_name) {
   auto name = parse_name(qualified_name);
   return name && router().remove(*name);
+}
+
+bool route_host_kernel(const std::string& qualified_name) {
+  auto name = parse_name(qualified_name);
+  return name && router().route_host_kernel(*name);
 }
 
 bool op_is_routed(const std::string& qualified_name) {

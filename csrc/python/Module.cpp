@@ -62,6 +62,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("_route_new_ops", [](const std::string& name) { return route_new_ops(name); }, py::arg("name") = "");
   m.def("_unroute_op", [](const std::string& name) { return unroute_op(name); });
   m.def("_op_is_routed", [](const std::string& name) { return op_is_routed(name); });
+  m.def("_route_host_kernel", [](const std::string& name) { return route_host_kernel(name); });
   m.def("_pointwise_fast_path", [] {
     auto f = pointwise_fast_path();
     py::dict d;

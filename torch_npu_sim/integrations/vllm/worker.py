@@ -8,12 +8,14 @@ to it), and memory budgets are the device's capacity and statistics.
 from __future__ import annotations
 
 import torch
+from vllm.config import CUDAGraphMode
 from vllm.logger import init_logger
 from vllm.platforms import current_platform
 from vllm.utils.mem_utils import format_gib
 from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.cpu_worker import CPUWorker
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
+from vllm.v1.worker.workspace import init_workspace_manager, is_workspace_manager_initialized
 
 from .model_runner import NpuSimModelRunner
 
@@ -36,6 +38,11 @@ class NpuSimWorker(CPUWorker):
         self.device = torch.device("npusim", self.local_rank)
         torch.npusim.set_device(self.device)
         current_platform.check_if_supports_dtype(self.model_config.dtype)
+        # vLLM's CPU kernels are catch-all host kernels: on npusim they run inside launches
+        current_platform.import_kernels()
+        from torch_npu_sim._op_routing import route_host_kernels
+
+        route_host_kernels("_C")
         init_worker_distributed_environment(self.vllm_config, self.rank, self.distributed_init_method,
                                             self.local_rank, current_platform.dist_backend)
         set_random_seed(self.model_config.seed)
@@ -49,6 +56,19 @@ class NpuSimWorker(CPUWorker):
         super().load_model(*args, **kwargs)
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+    def compile_or_warm_up_model(self):
+        """The CPU worker's warm-up, then graph capture as on a GPU (vLLM's CPU worker never
+        captures): one graph per capture size, FULL or PIECEWISE as the runner resolved
+        cudagraph_mode against the attention backend."""
+        times = super().compile_or_warm_up_model()
+        if not self.model_config.enforce_eager and \
+                self.compilation_config.cudagraph_mode != CUDAGraphMode.NONE:
+            if not is_workspace_manager_initialized():  # vLLM locks it after capturing
+                init_workspace_manager(self.device)
+            self.model_runner.capture_model()
+            set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
+        return times
 
     def determine_available_memory(self) -> int:
         """KV-cache bytes: `kv_cache_memory_bytes` if given (checked against the device's
