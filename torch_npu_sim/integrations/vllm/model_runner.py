@@ -16,10 +16,12 @@ import types
 import torch
 import vllm.model_executor.layers.utils as layer_utils
 import vllm.v1.worker.gpu_model_runner as gpu_model_runner
+from vllm.config import CUDAGraphMode
 from vllm.distributed.parallel_state import get_pp_group
 from vllm.v1.worker.cpu_model_runner import CPUModelRunner
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
+from .graphs import npusim_graph_capture, route_graph_wrapper_to_npusim
 from .internals import check_vllm
 
 
@@ -55,6 +57,9 @@ class _TorchSeenByRunner(types.ModuleType):
 def _route_runner_cuda_calls_to_npusim() -> None:
     if not isinstance(gpu_model_runner.torch, _TorchSeenByRunner):
         gpu_model_runner.torch = _TorchSeenByRunner()
+    # graph capture: a dedicated npusim stream, and vLLM's graph wrapper on npusim graphs
+    gpu_model_runner.graph_capture = npusim_graph_capture
+    route_graph_wrapper_to_npusim()
 
 
 def _sample_on_the_logits_device(sampler) -> None:
@@ -106,7 +111,9 @@ class NpuSimModelRunner(CPUModelRunner):
         _torch_linear_for_npusim_weights()
         # the GPU runner's constructor, not the CPU one's (which aliases device buffers to host)
         GPUModelRunner.__init__(self, vllm_config, device)
-        self.use_cuda_graph = False
+        # graphs are captured unless the engine is eager (CPUModelRunner never captures)
+        self.use_cuda_graph = not self.model_config.enforce_eager and \
+            self.compilation_config.cudagraph_mode != CUDAGraphMode.NONE
         _sample_on_the_logits_device(self.sampler.topk_topp_sampler)
 
     def load_model(self, *args, **kwargs) -> None:

@@ -98,7 +98,17 @@ def _device_report(llm) -> dict:
                   input_ids_host_pinned=bool(runner.input_ids.cpu.is_pinned()),
                   linear_kernels=sorted({_kernel_name(m.cpu_linear) for m in runner.model.modules()
                                          if hasattr(m, "cpu_linear")}))
+    config = runner.compilation_config
+    report.update(cudagraph_mode=config.cudagraph_mode.name, compilation_mode=config.mode.name,
+                  cudagraph_capture_sizes=list(config.cudagraph_capture_sizes or []))
     if runner.device.type == "npusim":
+        from vllm.compilation.counter import compilation_counter
+
+        from .graphs import GraphStats
+
+        # graph mode: graphs captured (by vLLM's count and by npusim's) and replays run
+        report.update(vllm_graphs_captured=compilation_counter.num_cudagraph_captured,
+                      graphs_captured=GraphStats.captured, graph_replays=GraphStats.replays)
         report["npusim_memory_allocated"] = torch.npusim.memory_allocated(runner.device)
         report["npusim_kernel_launches"] = torch.npusim.launch_count()
     return report

@@ -29,6 +29,7 @@ logger = init_logger(f"vllm.{__name__}")  # under "vllm", whose logging vLLM con
 WORKER_CLS = "torch_npu_sim.integrations.vllm.worker.NpuSimWorker"
 # plain torch.distributed on the device group, i.e. the npusim backend (vLLM's CPU
 # communicator would route TP collectives through its own shared-memory kernels instead)
+GRAPH_WRAPPER_CLS = "torch_npu_sim.integrations.vllm.graphs.NpuSimGraphWrapper"
 COMMUNICATOR_CLS = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
 
 
@@ -64,6 +65,9 @@ class NpuSimPlatform(CpuPlatform):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"npusim serves models in float32, bfloat16 or float16, not {dtype}")
 
+    def is_sleep_mode_available(self) -> bool:
+        return True  # tagged npusim pools (sleep.py)
+
     @classmethod
     def get_device_communicator_cls(cls) -> str:
         return COMMUNICATOR_CLS
@@ -74,15 +78,28 @@ class NpuSimPlatform(CpuPlatform):
         return torch.npusim.max_memory_allocated(device)
 
     @classmethod
+    def support_static_graph_mode(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_static_graph_wrapper_cls(cls) -> str:
+        return GRAPH_WRAPPER_CLS
+
+    @classmethod
+    def graph_pool_handle(cls):
+        return torch.npusim.graph_pool_handle()
+
+    @classmethod
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
         check_vllm()
         model_config = vllm_config.model_config
-        if model_config is not None and model_config.enable_sleep_mode:
-            raise ValueError("vLLM's sleep mode is not supported on npusim (it needs a CUDA virtual-memory allocator)")
         parallel_config = vllm_config.parallel_config
         if parallel_config.worker_cls in ("auto", "vllm.v1.worker.cpu_worker.CPUWorker"):
             parallel_config.worker_cls = WORKER_CLS
         async_scheduling = vllm_config.scheduler_config.async_scheduling
+        compilation_config = vllm_config.compilation_config
+        capture_sizes = list(compilation_config.cudagraph_capture_sizes or [])
+        compilation_mode = compilation_config.mode
         device_config = vllm_config.device_config
         # The CPU platform's settings apply (block size, compilation, thread and
         # allocator environment), but it insists on the "cpu" device type and turns
@@ -93,6 +110,7 @@ class NpuSimPlatform(CpuPlatform):
         finally:
             device_config.device_type = cls.device_type
         vllm_config.scheduler_config.async_scheduling = async_scheduling
+        _keep_graph_mode(compilation_config, capture_sizes, compilation_mode, parallel_config)
         per_node = parallel_config.tensor_parallel_size * parallel_config.pipeline_parallel_size
         _unbind_threads_when_devices_outnumber_numa_nodes(per_node)
         count = torch.npusim.device_count()
@@ -100,6 +118,41 @@ class NpuSimPlatform(CpuPlatform):
             raise ValueError(
                 f"tensor_parallel_size x pipeline_parallel_size = {per_node} needs {per_node} npusim devices, "
                 f"but this host has {count} (set NPUSIM_DEVICE_COUNT)")
+
+
+def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_mode, parallel_config) -> None:
+    """The CPU platform empties the graph capture sizes (the CPU has no graphs) and turns
+    VLLM_COMPILE into a single Dynamo trace (no piecewise split). npusim has graphs: the sizes
+    vLLM chose stay, and so does VLLM_COMPILE where the graph mode captures pieces.
+    Compiled code runs on vLLM's "eager" backend (Dynamo's graphs run op by op): Inductor's
+    C++ kernels are called with raw pointers outside npusim's dispatch, so a capture would run
+    them once instead of recording them. vLLM's fusion passes are off (their patterns are
+    CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings, and so
+    do engines with more than one worker: npusim graphs do not record collectives (a tensor
+    parallel all-reduce inside a captured piece fails the capture), so they run eagerly."""
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    mode = compilation_config.cudagraph_mode
+    if mode is None or mode == CUDAGraphMode.NONE or not capture_sizes:
+        return
+    workers = parallel_config.tensor_parallel_size * parallel_config.pipeline_parallel_size
+    if workers > 1:
+        logger.warning("npusim graph mode is off with %d workers (tensor x pipeline parallel): npusim graphs do "
+                       "not record collectives yet; the engine runs eagerly", workers)
+        compilation_config.cudagraph_mode = CUDAGraphMode.NONE
+        return
+    compilation_config.cudagraph_capture_sizes = capture_sizes
+    if compilation_mode == CompilationMode.VLLM_COMPILE and mode.requires_piecewise_compilation():
+        compilation_config.mode = CompilationMode.VLLM_COMPILE
+    if compilation_config.mode != CompilationMode.NONE:
+        compilation_config.backend = "eager"
+        pass_config = compilation_config.pass_config
+        for name in type(pass_config).model_fields if hasattr(type(pass_config), "model_fields") \
+                else vars(pass_config):
+            if name.startswith(("fuse_", "enable_")) and getattr(pass_config, name):
+                setattr(pass_config, name, False)
+    logger.info("npusim graph mode: cudagraph_mode %s, compilation mode %s (backend %s), capture sizes %s",
+                mode.name, compilation_config.mode.name, compilation_config.backend, capture_sizes)
 
 
 def _unbind_threads_when_devices_outnumber_numa_nodes(local_workers: int) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import torch
 from vllm.config import CUDAGraphMode
+from vllm.config import CUDAGraphMode
 from vllm.logger import init_logger
 from vllm.platforms import current_platform
 from vllm.utils.mem_utils import format_gib
 from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.cpu_worker import CPUWorker
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
+from vllm.v1.worker.workspace import init_workspace_manager, is_workspace_manager_initialized
 from vllm.v1.worker.workspace import init_workspace_manager, is_workspace_manager_initialized
 
 from .model_runner import NpuSimModelRunner
@@ -56,6 +58,19 @@ class NpuSimWorker(CPUWorker):
         super().load_model(*args, **kwargs)
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+    def compile_or_warm_up_model(self):
+        """The CPU worker's warm-up, then graph capture as on a GPU (vLLM's CPU worker never
+        captures): one graph per capture size, FULL or PIECEWISE as the runner resolved
+        cudagraph_mode against the attention backend."""
+        times = super().compile_or_warm_up_model()
+        if not self.model_config.enforce_eager and \
+                self.compilation_config.cudagraph_mode != CUDAGraphMode.NONE:
+            if not is_workspace_manager_initialized():  # vLLM locks it after capturing
+                init_workspace_manager(self.device)
+            self.model_runner.capture_model()
+            set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
+        return times
 
     def compile_or_warm_up_model(self):
         """The CPU worker's warm-up, then graph capture as on a GPU (vLLM's CPU worker never
