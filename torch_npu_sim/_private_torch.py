@@ -262,6 +262,18 @@ VLLM_INTERNALS: tuple[VllmInternal, ...] = (
                  members=("_should_warm_up_model", "load_model", "determine_available_memory", "init_device")),
     VllmInternal("vllm.v1.worker.gpu_worker:Worker.__init__", _VLLM_WORKER, "called in CPUWorker.__init__'s place",
                  params=("vllm_config", "local_rank", "rank", "distributed_init_method", "is_driver_worker")),
+    VllmInternal("vllm.v1.worker.gpu_worker:Worker", _VLLM_WORKER + ", " + _VLLM + "sleep.py",
+                 "sleep mode: its sleep/wake_up/discard (the CPU worker's only warn) run over npusim's tagged "
+                 "pools, which _maybe_get_memory_pool_context and sleep_mode_backend are overridden to give",
+                 members=("sleep", "wake_up", "discard", "_maybe_get_memory_pool_context", "sleep_mode_backend",
+                          "load_model", "initialize_from_config"),
+                 assigned=("_sleep_mode_backend",)),
+    VllmInternal("vllm.device_allocator.sleep_mode_backend:SleepModeBackend", _VLLM + "sleep.py",
+                 "subclassed: npusim's sleep-mode backend (suspend offloads by level, as CuMemBackend)",
+                 members=("suspend", "resume", "discard", "preserves_communicators", "preserves_compiled_artifacts")),
+    VllmInternal("vllm.v1.worker.cpu.shm:get_memory_info", _VLLM_WORKER,
+                 "assigned to torch.accelerator.get_memory_info process-wide on import (the host's memory); "
+                 "npusim workers give torch's back, since their accelerator is npusim", patched=True),
     VllmInternal("vllm.v1.worker.gpu_worker:init_worker_distributed_environment", _VLLM_WORKER,
                  "joins the distributed groups on the npusim backend",
                  params=("vllm_config", "rank", "distributed_init_method", "local_rank", "backend")),

@@ -36,9 +36,11 @@ constexpr size_t kSpareNodes = 64;
 // A graph's private pool. Its blocks are cached under the pool's tag in place of a stream,
 // so only allocations routed to the pool find them.
 struct Pool {
-  int graphs = 0;    // graphs retaining it
-  int captures = 0;  // captures allocating into it now
+  int graphs = 0;    // graphs (or sleep-mode tags) retaining it
+  int captures = 0;  // captures (or tagged scopes) allocating into it now
   size_t reserved = 0;
+  bool asleep = false;
+  std::map<void*, std::vector<uint8_t>> backups;  // contents kept on the host while asleep
   bool alive() const { return graphs > 0 || captures > 0; }
   npusimStream_t tag() { return reinterpret_cast<npusimStream_t>(this); }
 };
@@ -117,9 +119,9 @@ class DeviceCaches {
     std::lock_guard<std::mutex> lock(cache.mutex);
     process_pending(cache);
     std::shared_ptr<Pool> pool;
-    for (const auto& route : cache.routes)
-      if (route.first == stream) {
-        pool = route.second;
+    for (auto route = cache.routes.rbegin(); route != cache.routes.rend(); ++route)  // the innermost scope wins
+      if (route->first == stream) {
+        pool = route->second;
         stream = pool->tag();
         break;
       }
@@ -249,8 +251,6 @@ class DeviceCaches {
   void begin_pool_allocation(c10::DeviceIndex device, c10::MempoolId_t id, npusimStream_t stream) {
     auto& cache = caches_.at(checked(device));
     std::lock_guard<std::mutex> lock(cache.mutex);
-    for (const auto& route : cache.routes)
-      TORCH_CHECK(route.first != stream, "npusim allocator: this stream already allocates into a graph pool");
     auto pool = pool_of_id(cache, id);
     pool->captures++;
     cache.routes.emplace_back(stream, std::move(pool));
@@ -259,7 +259,8 @@ class DeviceCaches {
   void end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream) {
     auto& cache = caches_.at(checked(device));
     std::lock_guard<std::mutex> lock(cache.mutex);
-    for (auto it = cache.routes.begin(); it != cache.routes.end(); ++it) {
+    for (auto it = cache.routes.end(); it != cache.routes.begin();) {  // scopes nest: the innermost ends
+      --it;
       if (it->first != stream) continue;
       auto pool = it->second;
       cache.routes.erase(it);
@@ -283,6 +284,52 @@ class DeviceCaches {
     auto pool = it->second;
     pool->graphs--;
     if (!pool->alive()) retire(cache, pool);
+  }
+
+  // Every segment of the pool gives its capacity back (contents to the host first when
+  // asked); returns the bytes given back.
+  size_t sleep_pool(c10::DeviceIndex device, c10::MempoolId_t id, bool keep_contents) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.pools.find(id);
+    if (it == cache.pools.end() || it->second->asleep) return 0;
+    Pool& pool = *it->second;
+    size_t released = 0;
+    RuntimeDeviceGuard guard(device);
+    for (Block* block : segments_of(cache, it->second)) {
+      if (keep_contents) {
+        auto& backup = pool.backups[block->ptr];
+        backup.resize(block->size);
+        NPUSIM_CHECK(npusimMemcpy(backup.data(), block->ptr, block->size, npusimMemcpyDeviceToHost));
+      }
+      NPUSIM_CHECK(npusimMemDiscard(block->ptr));
+      released += block->size;
+    }
+    pool.asleep = true;
+    return released;
+  }
+
+  void wake_pool(c10::DeviceIndex device, c10::MempoolId_t id) {
+    auto& cache = caches_.at(checked(device));
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.pools.find(id);
+    if (it == cache.pools.end() || !it->second->asleep) return;
+    Pool& pool = *it->second;
+    RuntimeDeviceGuard guard(device);
+    for (Block* block : segments_of(cache, it->second)) {
+      npusimError_t err = npusimMemRecommit(block->ptr);
+      TORCH_CHECK_WITH(OutOfMemoryError, err != npusimErrorMemoryAllocation, "npusim out of memory: waking up ",
+                       format_size(block->size), " of a sleeping pool on npusim device ", static_cast<int>(device),
+                       " (free memory first)");
+      NPUSIM_CHECK(err);
+      auto backup = pool.backups.find(block->ptr);
+      if (backup != pool.backups.end()) {
+        NPUSIM_CHECK(npusimMemcpy(block->ptr, backup->second.data(), block->size, npusimMemcpyHostToDevice));
+        pool.backups.erase(backup);
+      }
+    }
+    pool.backups.clear();
+    pool.asleep = false;
   }
 
   bool in_private_pool(void* ptr) {
@@ -507,6 +554,17 @@ class DeviceCaches {
     delete block;
   }
 
+  // Called with the device's lock held: the pool's blocks, allocated or cached.
+  std::vector<Block*> segments_of(DeviceCache& cache, const std::shared_ptr<Pool>& pool) {
+    std::vector<Block*> out;
+    for (Block* b : cache.free_blocks)
+      if (b->pool == pool) out.push_back(b);
+    std::lock_guard<std::mutex> active(active_mutex_);
+    for (auto& [ptr, b] : active_)
+      if (b->pool == pool) out.push_back(b);
+    return out;
+  }
+
   std::shared_ptr<Pool> pool_of_id(DeviceCache& cache, c10::MempoolId_t id) {
     auto& pool = cache.pools[id];
     if (!pool) pool = std::make_shared<Pool>();
@@ -584,6 +642,10 @@ void Cache::end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream) 
 void Cache::retain_pool(c10::DeviceIndex device, c10::MempoolId_t id) { caches().retain_pool(device, id); }
 void Cache::release_pool(c10::DeviceIndex device, c10::MempoolId_t id) { caches().release_pool(device, id); }
 bool Cache::in_private_pool(void* ptr) { return caches().in_private_pool(ptr); }
+size_t Cache::sleep_pool(c10::DeviceIndex device, c10::MempoolId_t id, bool keep_contents) {
+  return caches().sleep_pool(device, id, keep_contents);
+}
+void Cache::wake_pool(c10::DeviceIndex device, c10::MempoolId_t id) { caches().wake_pool(device, id); }
 size_t Cache::pool_reserved_bytes(c10::DeviceIndex device, c10::MempoolId_t id) {
   return caches().pool_reserved_bytes(device, id);
 }

@@ -48,13 +48,19 @@ class Cache {
   // `id`, allocations made with that stream current come from the pool and blocks freed there
   // go back to it, never to other users; a pool's memory stays reserved while a graph retains
   // it, and is released once the last one lets go (blocks still held by tensors then return
-  // to the ordinary cache when freed).
+  // to the ordinary cache when freed). Scopes on one stream nest: the innermost one wins.
   void begin_pool_allocation(c10::DeviceIndex device, c10::MempoolId_t id, npusimStream_t stream);
   void end_pool_allocation(c10::DeviceIndex device, npusimStream_t stream);
   void retain_pool(c10::DeviceIndex device, c10::MempoolId_t id);
   void release_pool(c10::DeviceIndex device, c10::MempoolId_t id);
   bool in_private_pool(void* ptr);  // a live block allocated from some graph pool?
   size_t pool_reserved_bytes(c10::DeviceIndex device, c10::MempoolId_t id);
+  // Sleep (vLLM's sleep mode): a pool's segments give their device capacity back, keeping
+  // their addresses (contents copied to host memory first with keep_contents; dropped
+  // otherwise); wake_pool takes the capacity again and restores what was kept. Returns the
+  // bytes given back.
+  size_t sleep_pool(c10::DeviceIndex device, c10::MempoolId_t id, bool keep_contents);
+  void wake_pool(c10::DeviceIndex device, c10::MempoolId_t id);
 };
 
 Cache& cache();

@@ -12,6 +12,7 @@
 #include "aten/Fallback.h"
 #include "aten/PointwiseOps.h"
 #include "distributed/Bindings.h"
+#include "graphs/Capture.h"
 #include "graphs/Graphs.h"
 #include "python/FaultBindings.h"
 
@@ -55,6 +56,26 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("_graph_is_current_stream_capturing", [](int64_t device) {
     return graphs::current_stream_capturing(index_or_current(device));
+  });
+  m.def("_pool_begin_allocation", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
+    auto d = index_or_current(device);
+    cache().begin_pool_allocation(d, pool, runtime_stream(current_stream(d)));
+  });
+  m.def("_pool_end_allocation", [](int64_t device) {
+    auto d = index_or_current(device);
+    cache().end_pool_allocation(d, runtime_stream(current_stream(d)));
+  });
+  m.def("_pool_retain", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
+    cache().retain_pool(index_or_current(device), pool);
+  });
+  m.def("_pool_release", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
+    cache().release_pool(index_or_current(device), pool);
+  });
+  m.def("_pool_sleep", [](int64_t device, std::pair<uint64_t, uint64_t> pool, bool keep_contents) {
+    return cache().sleep_pool(index_or_current(device), pool, keep_contents);
+  });
+  m.def("_pool_wake", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
+    cache().wake_pool(index_or_current(device), pool);
   });
   m.def("_graph_pool_reserved_bytes", [](int64_t device, std::pair<uint64_t, uint64_t> pool) {
     return cache().pool_reserved_bytes(index_or_current(device), pool);
@@ -132,6 +153,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("_protected_memory", [] { return npusimProtectedMemoryEnabled() != 0; });
   m.def("_device_access_openings", [] { return npusimDeviceAccessOpenings(); });
   m.def("_call_with_device_access", [](py::function fn, py::args args) {
+    // graphs record no compiled kernel: it would run at capture and never on replay
+    if (graphs::capture_underway() && graphs::current_stream_capturing(static_cast<c10::DeviceIndex>(current_device())))
+      graphs::fail_uncapturable("an Inductor-compiled kernel", "npusim graphs do not record compiled kernels yet; "
+                                "compile code that is captured with backend='aot_eager'");
     npusimDeviceAccessScope scope;
     return fn(*args);
   });

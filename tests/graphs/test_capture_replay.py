@@ -327,3 +327,14 @@ def test_collectives_during_capture_raise(fresh_python):
     assert result.returncode == 0, result.stderr
     assert "collective ALLREDUCE cannot be captured" in result.stdout, result.stdout
     assert "after: [1.0, 1.0, 1.0, 1.0]" in result.stdout
+
+
+def test_inductor_kernels_during_capture_raise():
+    fn = torch.compile(lambda a: (a * 2).sin() + 1, backend="inductor")
+    x = torch.ones(8, device=DEV)
+    fn(x)  # compiled outside the capture
+    g = torch.npusim.NPUGraph()
+    with pytest.raises(RuntimeError, match="Inductor-compiled kernel cannot be captured"):
+        with torch.npusim.graph(g):
+            fn(x)
+    torch.testing.assert_close(fn(x).cpu(), (torch.ones(8) * 2).sin() + 1)

@@ -392,7 +392,8 @@ def test_npusim_weights_get_torch_linear_and_the_patches_are_listed(monkeypatch)
                        "vllm.compilation.cuda_graph:torch",
                        "vllm.compilation.cuda_graph:current_stream",
                        "vllm.compilation.cuda_graph:weak_ref_tensors",
-                       "vllm.v1.sample.ops.topk_topp_sampler:TopKTopPSampler.forward_cpu"}, \
+                       "vllm.v1.sample.ops.topk_topp_sampler:TopKTopPSampler.forward_cpu",
+                       "vllm.v1.worker.cpu.shm:get_memory_info"}, \
         "a patch of vLLM is missing from this test or from VLLM_INTERNALS"
 
 

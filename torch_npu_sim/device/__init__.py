@@ -20,6 +20,7 @@ from ._device import (
     get_amp_supported_dtype,
 )
 from .graphs import NPUGraph, graph, graph_pool_handle, is_current_stream_capturing
+from . import graphs, pools
 from .memory import (
     empty_cache,
     max_memory_allocated,

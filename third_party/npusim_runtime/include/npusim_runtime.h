@@ -92,6 +92,12 @@ npusimError_t npusimDeviceSynchronize(void);
 /* device memory, on the current device; capacity-limited */
 npusimError_t npusimMalloc(void** ptr, size_t size);
 npusimError_t npusimFree(void* ptr);
+/* Sleep (as CUDA's virtual-memory unmap and remap): npusimMemDiscard gives the device the
+   capacity of the allocation at ptr back and drops its contents, keeping the address;
+   npusimMemRecommit takes the capacity again (MemoryAllocation when the device lacks it),
+   after which the allocation reads as zeros. Both are no-ops when already in that state. */
+npusimError_t npusimMemDiscard(void* ptr);
+npusimError_t npusimMemRecommit(void* ptr);
 npusimError_t npusimMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 npusimError_t npusimPointerGetAttributes(npusimPointerAttributes* attr, const void* ptr);
 

@@ -27,6 +27,7 @@ struct Allocation {
   size_t mapped = 0;      // bytes of its own mapping (0: from the heap)
   int shared_fd = -1;     // memfd behind it once shared
   uint64_t serial = 0;    // names it in IPC handles (unique in this process)
+  bool discarded = false; // its capacity given back and its pages dropped (npusimMemDiscard)
 };
 
 constexpr size_t kAlignment = 64;
@@ -208,7 +209,39 @@ npusimError_t release(void* ptr, bool device_memory) {
   } else {
     std::free(ptr);
   }
-  if (alloc.device >= 0) runtime().devices[alloc.device].used.fetch_sub(alloc.size);
+  if (alloc.device >= 0 && !alloc.discarded) runtime().devices[alloc.device].used.fetch_sub(alloc.size);
+  return npusimSuccess;
+}
+
+// Drops the pages of a device allocation (the range stays mapped: it reads as zeros later).
+void drop_pages(void* ptr, const Allocation& a) {
+  size_t pages = (a.size + page_size() - 1) / page_size() * page_size();
+  if (a.shared_fd >= 0) {
+    madvise(ptr, a.mapped, MADV_REMOVE);  // the memfd's pages themselves (peers then read zeros)
+  } else if (a.mapped || protect_enabled()) {
+    madvise(ptr, a.mapped ? a.mapped : pages, MADV_DONTNEED);
+  }
+  // heap memory (small blocks) keeps its pages; npusimMemRecommit zeroes it
+}
+
+npusimError_t set_discarded(void* ptr, bool discard) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto it = registry().find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == registry().end() || it->second.device < 0) return npusimErrorInvalidDevicePointer;
+  Allocation& a = it->second;
+  if (a.discarded == discard) return npusimSuccess;
+  auto& state = runtime().devices[a.device];
+  if (discard) {
+    drop_pages(ptr, a);
+    state.used.fetch_sub(a.size);
+  } else {
+    size_t used = state.used.load();
+    do {
+      if (a.size > state.capacity - used) return npusimErrorMemoryAllocation;
+    } while (!state.used.compare_exchange_weak(used, used + a.size));
+    if (!a.mapped && !protect_enabled()) std::memset(ptr, 0, a.size);
+  }
+  a.discarded = discard;
   return npusimSuccess;
 }
 
@@ -247,6 +280,9 @@ npusimError_t npusimMallocWithFlags(void** ptr, size_t size, unsigned int flags)
 }
 
 npusimError_t npusimFree(void* ptr) { return release(ptr, /*device_memory=*/true); }
+
+npusimError_t npusimMemDiscard(void* ptr) { return set_discarded(ptr, true); }
+npusimError_t npusimMemRecommit(void* ptr) { return set_discarded(ptr, false); }
 
 npusimError_t npusimHostAlloc(void** ptr, size_t size) { return allocate(ptr, size, -1); }
 

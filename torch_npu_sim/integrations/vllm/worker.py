@@ -7,8 +7,9 @@ to it), and memory budgets are the device's capacity and statistics.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
-from vllm.config import CUDAGraphMode
 from vllm.config import CUDAGraphMode
 from vllm.logger import init_logger
 from vllm.platforms import current_platform
@@ -17,8 +18,8 @@ from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.cpu_worker import CPUWorker
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
 from vllm.v1.worker.workspace import init_workspace_manager, is_workspace_manager_initialized
-from vllm.v1.worker.workspace import init_workspace_manager, is_workspace_manager_initialized
 
+from . import sleep
 from .model_runner import NpuSimModelRunner
 
 logger = init_logger(f"vllm.{__name__}")  # under "vllm", whose logging vLLM configures
@@ -45,6 +46,9 @@ class NpuSimWorker(CPUWorker):
         from torch_npu_sim._op_routing import route_host_kernels
 
         route_host_kernels("_C")
+        # vLLM's CPU code (vllm.v1.worker.cpu.shm) points torch.accelerator.get_memory_info at
+        # the host's memory for the whole process; here the accelerator is npusim
+        torch.accelerator.get_memory_info = torch.accelerator.memory.get_memory_info
         init_worker_distributed_environment(self.vllm_config, self.rank, self.distributed_init_method,
                                             self.local_rank, current_platform.dist_backend)
         set_random_seed(self.model_config.seed)
@@ -72,18 +76,28 @@ class NpuSimWorker(CPUWorker):
             set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
         return times
 
-    def compile_or_warm_up_model(self):
-        """The CPU worker's warm-up, then graph capture as on a GPU (vLLM's CPU worker never
-        captures): one graph per capture size, FULL or PIECEWISE as the runner resolved
-        cudagraph_mode against the attention backend."""
-        times = super().compile_or_warm_up_model()
-        if not self.model_config.enforce_eager and \
-                self.compilation_config.cudagraph_mode != CUDAGraphMode.NONE:
-            if not is_workspace_manager_initialized():  # vLLM locks it after capturing
-                init_workspace_manager(self.device)
-            self.model_runner.capture_model()
-            set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
-        return times
+    # ---- sleep mode: weights, KV cache and runtime state in tagged npusim pools (sleep.py)
+
+    def _maybe_get_memory_pool_context(self, tag: str):
+        if not self.model_config.enable_sleep_mode:
+            return contextlib.nullcontext()
+        return sleep.pools(self.device).use_memory_pool(tag)
+
+    @property
+    def sleep_mode_backend(self):
+        if self._sleep_mode_backend is None:
+            self._sleep_mode_backend = sleep.NpuSimSleepBackend(self.device)
+        return self._sleep_mode_backend
+
+    # the GPU worker's, which the CPU worker turns into warnings
+    def sleep(self, level: int = 1) -> None:
+        Worker.sleep(self, level)
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        Worker.wake_up(self, tags)
+
+    def discard(self, tags: tuple[str, ...]) -> None:
+        Worker.discard(self, tags)
 
     def determine_available_memory(self) -> int:
         """KV-cache bytes: `kv_cache_memory_bytes` if given (checked against the device's
