@@ -2,6 +2,7 @@
 // captures and hand their call over to be recorded; bindings register the implementation.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -17,6 +18,10 @@ bool current_stream_capturing(c10::DeviceIndex device);  // the calling thread's
 // Records the boxed call on top of `stack` into the capture of `device`'s current stream and
 // leaves its results there (see Recording::record).
 void record_call(const c10::OperatorHandle& op, torch::jit::Stack* stack, c10::DeviceIndex device);
+
+// Records a host function working on device memory through raw pointers (a compiled
+// kernel) into the capture of `device`'s current stream: each replay calls it again.
+void record_host_function(c10::DeviceIndex device, std::string name, std::function<void()> fn);
 
 // For native kernels: records op `name.overload` called with `args` (its results on return).
 template <class... Args>

@@ -137,7 +137,7 @@ class NpuSimGraph : public at::GraphImplInterface {
     out << "digraph npusim_graph {\n";
     const auto& nodes = recording_.nodes;
     for (size_t i = 0; i < nodes.size(); ++i) {
-      out << "  n" << i << " [label=\"" << nodes[i].op.schema().name() << "\\nstream " << nodes[i].stream
+      out << "  n" << i << " [label=\"" << nodes[i].name() << "\\nstream " << nodes[i].stream
           << (nodes[i].draw ? "\\nrandom" : "") << "\"];\n";
       if (i > 0) out << "  n" << i - 1 << " -> n" << i << ";\n";
     }
@@ -176,6 +176,14 @@ c10::MempoolId_t new_pool_handle() { return {0, next_pool_id.fetch_add(1)}; }
 
 bool current_stream_capturing(c10::DeviceIndex device) {
   return capture_underway() && capture_of_current(device) != nullptr;
+}
+
+void record_host_function(c10::DeviceIndex device, std::string name, std::function<void()> fn) {
+  npusimStream_t stream = runtime_stream(current_stream(device));
+  Capture* capture = capture_of(stream);
+  TORCH_INTERNAL_ASSERT(capture, "npusim graph: record_host_function without a capture");
+  capture->recording.record_host_function(std::move(name), std::move(fn), stream);
+  note_work(*capture, stream);
 }
 
 void record_call(const c10::OperatorHandle& op, torch::jit::Stack* stack, c10::DeviceIndex device) {

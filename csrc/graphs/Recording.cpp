@@ -43,7 +43,9 @@ class CallRecorder {
     std::vector<IValue> args(stack->begin() + first, stack->end());
 
     std::vector<IValue> results = shape_results(args);
-    Node node{op_, {}, {}, std::nullopt, {}, stream};
+    Node node;
+    node.op = op_;
+    node.stream = stream;
     simulation::OpCost cost(schema, args);
     cost.add_results(results);
     node.cost = *cost.get();
@@ -357,15 +359,28 @@ void Recording::record(const c10::OperatorHandle& op, torch::jit::Stack* stack, 
   CallRecorder(op, device, *this).record(stack, stream);
 }
 
+void Recording::record_host_function(std::string name, std::function<void()> fn, npusimStream_t stream) {
+  Node node;
+  node.host_fn = std::move(fn);
+  node.host_fn_name = std::move(name);
+  node.stream = stream;
+  node.cost.name = "npusim::host_function";
+  nodes.push_back(std::move(node));
+}
+
 void Recording::replay(const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& bases) const {
   const auto cpu = c10::DispatchKeySet(c10::DispatchKey::CPU);
   torch::jit::Stack stack;
   for (const Node& node : nodes) {
+    if (node.host_fn) {
+      node.host_fn();
+      continue;
+    }
     stack = node.args;
     if (node.draw)
       stack[node.draw->arg] = NpuSimGenerator::cpu_generator_at(seeds[node.draw->generator],
                                                                 bases[node.draw->generator] + node.draw->offset);
-    node.op.redispatchBoxed(cpu, &stack);
+    node.op->redispatchBoxed(cpu, &stack);
     for (size_t i = 0; i < node.targets.size() && i < stack.size(); ++i) write_back(stack[i], node.targets[i]);
   }
 }

@@ -5,7 +5,9 @@
 // device allocation per op.
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -25,12 +27,16 @@ struct RandomDraw {
 };
 
 struct Node {
-  c10::OperatorHandle op;
+  std::optional<c10::OperatorHandle> op;  // an op whose CPU kernel replay runs, or
+  std::function<void()> host_fn;          // a host function replay calls again (a compiled kernel)
+  std::string host_fn_name;
   torch::jit::Stack args;            // CPU aliases of device memory; host scalars by value
   std::vector<c10::IValue> targets;  // per return: where a fresh result lands (None: in place, or a view)
   std::optional<RandomDraw> draw;
   npusimKernelCost cost;
   npusimStream_t stream;
+
+  std::string name() const { return op ? op->schema().name() : host_fn_name; }
 };
 
 struct GeneratorUse {
@@ -45,6 +51,9 @@ class Recording {
   // capture's pool (their values come with each replay).
   void record(const c10::OperatorHandle& op, torch::jit::Stack* stack, c10::DeviceIndex device,
               npusimStream_t stream);
+  // Records a host function that works on device memory through raw pointers (a compiled
+  // kernel): replay calls it again, with the same arguments, hence on the same memory.
+  void record_host_function(std::string name, std::function<void()> fn, npusimStream_t stream);
   // Runs every node in order (inside the graph's launch). bases[i]: generators[i]'s offset.
   void replay(const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& bases) const;
 

@@ -153,10 +153,21 @@ PYBIND11_MODULE(_C, m) {
   m.def("_protected_memory", [] { return npusimProtectedMemoryEnabled() != 0; });
   m.def("_device_access_openings", [] { return npusimDeviceAccessOpenings(); });
   m.def("_call_with_device_access", [](py::function fn, py::args args) {
-    // graphs record no compiled kernel: it would run at capture and never on replay
-    if (graphs::capture_underway() && graphs::current_stream_capturing(static_cast<c10::DeviceIndex>(current_device())))
-      graphs::fail_uncapturable("an Inductor-compiled kernel", "npusim graphs do not record compiled kernels yet; "
-                                "compile code that is captured with backend='aot_eager'");
+    // while the stream captures, the kernel is recorded, not run: each replay calls it again
+    // with the same arguments (its buffers are the graph's), as a CUDA graph's host node
+    auto device = static_cast<c10::DeviceIndex>(current_device());
+    if (graphs::capture_underway() && graphs::current_stream_capturing(device)) {
+      std::shared_ptr<py::object> call(new py::object(py::make_tuple(fn, args)), [](py::object* o) {
+        py::gil_scoped_acquire gil;  // graphs may be destroyed without the GIL
+        delete o;
+      });
+      graphs::record_host_function(device, "compiled kernel " + py::str(py::getattr(fn, "__name__", py::str("?"))).cast<std::string>(), [call] {
+        py::gil_scoped_acquire gil;
+        auto t = call->cast<py::tuple>();
+        t[0](*t[1].cast<py::tuple>());
+      });
+      return py::object(py::none());
+    }
     npusimDeviceAccessScope scope;
     return fn(*args);
   });

@@ -329,12 +329,18 @@ def test_collectives_during_capture_raise(fresh_python):
     assert "after: [1.0, 1.0, 1.0, 1.0]" in result.stdout
 
 
-def test_inductor_kernels_during_capture_raise():
-    fn = torch.compile(lambda a: (a * 2).sin() + 1, backend="inductor")
-    x = torch.ones(8, device=DEV)
-    fn(x)  # compiled outside the capture
+def test_inductor_kernels_are_recorded_and_replayed():
+    """Inductor's C++ kernels read npusim memory through raw pointers: during capture each call
+    is recorded (not run) and every replay calls it again on the graph's buffers."""
+    fn = torch.compile(lambda a, b: ((a * 2).sin() + b).relu() @ b.t(), backend="inductor")
+    x, w = torch.randn(8, 8, device=DEV), torch.randn(8, 8, device=DEV)
+    fn(x, w)  # compiled outside the capture
     g = torch.npusim.NPUGraph()
-    with pytest.raises(RuntimeError, match="Inductor-compiled kernel cannot be captured"):
-        with torch.npusim.graph(g):
-            fn(x)
-    torch.testing.assert_close(fn(x).cpu(), (torch.ones(8) * 2).sin() + 1)
+    with torch.npusim.graph(g):
+        out = fn(x, w)
+    stale = out.cpu().clone()
+    for _ in range(2):
+        x.copy_(torch.randn(8, 8, device=DEV))
+        g.replay()
+        assert torch.equal(out.cpu(), fn(x, w).cpu())
+    assert not torch.equal(out.cpu(), stale)
