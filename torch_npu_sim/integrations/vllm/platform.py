@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 logger = init_logger(f"vllm.{__name__}")  # under "vllm", whose logging vLLM configures
 
+GRAPH_BACKEND_VARIABLE = "NPUSIM_VLLM_GRAPH_BACKEND"  # the compile backend of graph mode's pieces
 WORKER_CLS = "torch_npu_sim.integrations.vllm.worker.NpuSimWorker"
 # plain torch.distributed on the device group, i.e. the npusim backend (vLLM's CPU
 # communicator would route TP collectives through its own shared-memory kernels instead)
@@ -124,9 +125,10 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     """The CPU platform empties the graph capture sizes (the CPU has no graphs) and turns
     VLLM_COMPILE into a single Dynamo trace (no piecewise split). npusim has graphs: the sizes
     vLLM chose stay, and so does VLLM_COMPILE where the graph mode captures pieces.
-    Compiled code runs on vLLM's "eager" backend (Dynamo's graphs run op by op): Inductor's
-    C++ kernels are called with raw pointers outside npusim's dispatch, so a capture would run
-    them once instead of recording them. vLLM's fusion passes are off (their patterns are
+    Compiled code runs on vLLM's "eager" backend (Dynamo's graphs run op by op) unless
+    NPUSIM_VLLM_GRAPH_BACKEND=inductor: npusim graphs record Inductor's C++ kernels as host
+    nodes, which is about twice as fast, but in bf16 its fusions round differently from the
+    eager kernels (fp32 tokens are the same). vLLM's fusion passes are off (their patterns are
     CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings, and so
     do engines with more than one worker: npusim graphs do not record collectives (a tensor
     parallel all-reduce inside a captured piece fails the capture), so they run eagerly."""
@@ -145,7 +147,7 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     if compilation_mode == CompilationMode.VLLM_COMPILE and mode.requires_piecewise_compilation():
         compilation_config.mode = CompilationMode.VLLM_COMPILE
     if compilation_config.mode != CompilationMode.NONE:
-        compilation_config.backend = "eager"
+        compilation_config.backend = os.environ.get(GRAPH_BACKEND_VARIABLE) or "eager"
         pass_config = compilation_config.pass_config
         for name in type(pass_config).model_fields if hasattr(type(pass_config), "model_fields") \
                 else vars(pass_config):
