@@ -157,6 +157,8 @@ APIS: tuple[PrivateApi, ...] = (
                        "score_mod_other_buffers", "mask_mod_other_buffers")),
     # --- distributed ---------------------------------------------------------------
     PrivateApi("torch._C:_get_accelerator", _DEFAULT_BACKEND, "is npusim the accelerator"),
+    PrivateApi("torch._C:_dispatch_get_all_op_names", "torch_npu_sim/_op_routing.py",
+               "route_host_kernels: the operators of a namespace (a library's catch-all host kernels)"),
     PrivateApi("torch.distributed.distributed_c10d:_new_process_group_helper", _DEFAULT_BACKEND,
                "wrapped: a bare init_process_group() makes npusim the group's default backend",
                params=("backend",), patched=True),
