@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+import torch
 
 vllm_spec = pytest.importorskip("vllm", reason="the vllm extra is not installed (scripts/install_vllm.sh)")
 
@@ -22,6 +23,23 @@ from torch_npu_sim.integrations.vllm.offline import generate  # noqa: E402
 from torch_npu_sim.integrations.vllm.tiny_model import make_tiny_llama  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
+
+# Importing vLLM's CPU worker (as the internals checks below do) runs vllm.v1.worker.cpu.shm,
+# which replaces torch's streams, events and accelerator calls process-wide with no-ops and
+# placeholders. Tests run after this module in the same process must get torch's own back.
+_PATCHED_BY_VLLM_CPU = [(torch, "Event"), (torch.cuda, "Event"), (torch.cuda, "Stream"), (torch.cuda, "set_stream"),
+                        (torch.cuda, "current_stream"), (torch.cuda, "stream"), (torch.accelerator, "synchronize"),
+                        (torch.accelerator, "empty_cache"), (torch.accelerator, "get_memory_info"),
+                        (torch.Tensor, "pin_memory"), (torch.Tensor, "record_stream")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_as_it_was():
+    saved = [(owner, name, owner.__dict__[name] if name in vars(owner) else getattr(owner, name))
+             for owner, name in _PATCHED_BY_VLLM_CPU]
+    yield
+    for owner, name, value in saved:
+        setattr(owner, name, value)
 
 PROMPTS = [
     "Hello, how are you",
