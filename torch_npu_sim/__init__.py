@@ -59,6 +59,7 @@ def _load() -> None:
     from . import _op_routing, compile as _compile, distributed as _distributed
 
     _C._graph_register()  # torch.accelerator.Graph on npusim (keyed by the renamed device type)
+    _device_module.graphs._check_optimizer_captures()
 
     _op_routing.install()
     _distributed.register_backend()

@@ -157,6 +157,10 @@ APIS: tuple[PrivateApi, ...] = (
                        "score_mod_other_buffers", "mask_mod_other_buffers")),
     # --- distributed ---------------------------------------------------------------
     PrivateApi("torch._C:_get_accelerator", _DEFAULT_BACKEND, "is npusim the accelerator"),
+    PrivateApi("torch.optim.optimizer:Optimizer._accelerator_graph_capture_health_check",
+               "torch_npu_sim/device/graphs.py",
+               "wrapped: refuses a graph capture of step() without capturable=True on npusim too (torch's check "
+               "names CUDA and XPU only)", patched=True),
     PrivateApi("torch._C:_dispatch_get_all_op_names", "torch_npu_sim/_op_routing.py",
                "route_host_kernels: the operators of a namespace (a library's catch-all host kernels)"),
     PrivateApi("torch.distributed.distributed_c10d:_new_process_group_helper", _DEFAULT_BACKEND,

@@ -60,6 +60,8 @@ def test_the_patches_are_in_place():
             c10d._new_process_group_helper._npusim_default_backend,
         "torch.distributed.distributed_c10d:_create_shrunk_process_group":
             c10d._create_shrunk_process_group._npusim_shrunk_group,
+        "torch.optim.optimizer:Optimizer._accelerator_graph_capture_health_check":
+            torch.optim.Optimizer._accelerator_graph_capture_health_check._npusim_patched,
     }
     assert DispatchKey.AutogradPrivateUse1 in flex_hop.py_kernels
     assert all(patched.values())

@@ -344,3 +344,19 @@ def test_inductor_kernels_are_recorded_and_replayed():
         g.replay()
         assert torch.equal(out.cpu(), fn(x, w).cpu())
     assert not torch.equal(out.cpu(), stale)
+
+
+def test_optimizer_step_capture_needs_capturable():
+    model = nn.Linear(4, 4).to(DEV)
+    for capturable, raises in ((False, True), (True, False)):
+        opt = torch.optim.Adam(model.parameters(), lr=0.1, capturable=capturable)
+        model(torch.ones(2, 4, device=DEV)).sum().backward()
+        opt.step()  # warm-up: state on the device
+        g = torch.npusim.NPUGraph()
+        try:
+            with torch.npusim.graph(g):
+                opt.step()
+        except RuntimeError as e:
+            assert raises and "capturable is False" in str(e), e
+        else:
+            assert not raises, "a capture of Adam(capturable=False).step() was accepted"

@@ -50,6 +50,36 @@ def is_current_stream_capturing(device=None) -> bool:
     return _C._graph_is_current_stream_capturing(_device_index(device, optional=True))
 
 
+_OPTIMIZER_APIS = ("torch.optim.optimizer:Optimizer._accelerator_graph_capture_health_check",)
+
+
+def _check_optimizer_captures() -> None:
+    """torch's optimizers refuse a graph capture of step() without `capturable=True` (which
+    would bake the step count into the graph: every replay would then apply the bias
+    corrections of the captured step) only on CUDA and XPU: their check names those two
+    device types. npusim adds the same check for its own captures."""
+    from torch.optim.optimizer import Optimizer
+
+    original = Optimizer._accelerator_graph_capture_health_check
+    if getattr(original, "_npusim_patched", False):
+        return
+    from .. import _private_torch
+
+    _private_torch.require_checked_version(
+        _OPTIMIZER_APIS, "optimizer steps captured in npusim graphs are not checked for capturable=True")
+
+    def health_check(self) -> None:
+        original(self)
+        if torch.compiler.is_compiling() or not is_current_stream_capturing():
+            return
+        if not all(group["capturable"] for group in self.param_groups):
+            raise RuntimeError(f"Attempting NPUSIM graph capture of step() for an instance of "
+                               f"{type(self).__name__} but param_groups' capturable is False.")
+
+    health_check._npusim_patched = True
+    Optimizer._accelerator_graph_capture_health_check = health_check
+
+
 _side_stream: dict[int, Stream] = {}
 
 
