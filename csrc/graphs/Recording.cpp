@@ -282,7 +282,12 @@ class CallRecorder {
 
   at::Tensor cpu_tensor(const at::Tensor& t) {
     if (!t.defined()) return t;
-    if (t.device().type() != kNpu) return t.dim() == 0 ? t.clone() : t;  // scalars by value; pinned memory as is
+    if (t.device().type() != kNpu) {
+      if (t.dim() != 0) return t;  // pinned memory, read at replay
+      at::Tensor value = t.clone();  // a host scalar, by value; a wrapped Python number stays one
+      value.unsafeGetTensorImpl()->set_wrapped_number(t.unsafeGetTensorImpl()->is_wrapped_number());
+      return value;
+    }
     auto* storage = t.storage().unsafeGetStorageImpl();
     auto& alias = cpu_storages_[storage];
     if (!alias) {

@@ -79,14 +79,26 @@ def test_transformer_block_forward_equals_eager(dtype):
             assert torch.equal(static_y.cpu(), block(x).cpu())
 
 
-def test_training_step_equals_eager_steps():
+OPTIMIZERS = {
+    "sgd": lambda params: torch.optim.SGD(params, lr=0.1, foreach=True),
+    # capturable: the step count stays on the device (its bias corrections once drifted from
+    # eager's, by a Python scalar that lost its promotion rule on replay)
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-2, capturable=True, foreach=True),
+    "adam-single-tensor": lambda params: torch.optim.Adam(params, lr=1e-2, capturable=True, foreach=False),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_training_step_equals_eager_steps(optimizer):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).to(DEV)
     eager = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).to(DEV)
     eager.load_state_dict(model.state_dict())
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, foreach=True)
-    eager_opt = torch.optim.SGD(eager.parameters(), lr=0.1, foreach=True)
+    opt, eager_opt = OPTIMIZERS[optimizer](model.parameters()), OPTIMIZERS[optimizer](eager.parameters())
     static_x, static_t = torch.randn(8, 16, device=DEV), torch.randn(8, 4, device=DEV)
+    for m, o in ((model, opt), (eager, eager_opt)):  # warm-up: optimizer state exists before capture
+        F.mse_loss(m(static_x), static_t).backward()
+        o.step()
 
     opt.zero_grad(set_to_none=True)
     g = torch.npusim.NPUGraph()
@@ -95,7 +107,7 @@ def test_training_step_equals_eager_steps():
         static_loss.backward()
         opt.step()
 
-    for step in range(4):
+    for step in range(8):
         x, t = torch.randn(8, 16, device=DEV), torch.randn(8, 4, device=DEV)
         static_x.copy_(x)
         static_t.copy_(t)
@@ -360,3 +372,15 @@ def test_optimizer_step_capture_needs_capturable():
             assert raises and "capturable is False" in str(e), e
         else:
             assert not raises, "a capture of Adam(capturable=False).step() was accepted"
+
+
+def test_python_scalars_keep_their_promotion_rules_on_replay():
+    # `lr / t` is t.reciprocal() * lr: lr becomes a wrapped 0-dim double, which must not promote
+    # the float32 product to double on replay (capturable Adam's step size drifted from eager)
+    t = torch.tensor(1.0, device=DEV)
+    g, out = capture(lambda: (0.01 / (1 - 0.9 ** t), 3.0 * t - 0.1))
+    for value in (2.0, 5.0, 7.0, 11.0):
+        t.fill_(value)
+        g.replay()
+        expected = (0.01 / (1 - 0.9 ** t), 3.0 * t - 0.1)
+        assert all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(out, expected)), value
