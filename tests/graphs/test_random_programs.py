@@ -13,6 +13,8 @@ UNARY = {
     "transpose_copy": lambda a: a.t().contiguous().t(), "strided_view_sum": lambda a: a[:, ::2].sum(dim=1, keepdim=True) + a,
     "scale": lambda a: a * 0.5 + 1, "to_double_and_back": lambda a: a.double().mul(3).to(a.dtype),
     "mean_keep": lambda a: a - a.mean(dim=-1, keepdim=True),
+    # 0-dim results with Python numbers: promotion rules of wrapped numbers on replay
+    "scalar_chain": lambda a: (0.1 / (a.sum().abs() + 0.3) - 0.7 * a.amax()) * a,
 }
 BINARY = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": lambda a, b: a / (b.abs() + 1),
