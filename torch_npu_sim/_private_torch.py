@@ -405,18 +405,23 @@ def problems(entry: PrivateApi) -> list[str]:
         obj = resolve(entry.name)
     except PrivateTorchApiError as error:
         return [str(error)]
+    return interface_changes(entry.name, obj, entry.params, entry.members)
+
+
+def interface_changes(name: str, obj, params: tuple[str, ...] = (), members: tuple[str, ...] = ()) -> list[str]:
+    """Parameters `obj` no longer takes and members it no longer has (torch's and vLLM's checks)."""
     found = []
-    if entry.params:
+    if params:
         try:
             parameters = inspect.signature(obj).parameters
         except (TypeError, ValueError) as error:
-            return [f"{entry.name}: no inspectable signature ({error})"]
-        missing = [p for p in entry.params if p not in parameters]
+            return [f"{name}: no inspectable signature ({error})"]
+        missing = [p for p in params if p not in parameters]
         if missing:
-            found.append(f"{entry.name}: parameters {missing} are gone (it takes {list(parameters)})")
-    missing_members = [m for m in entry.members if not hasattr(obj, m)]
-    if missing_members:
-        found.append(f"{entry.name}: members {missing_members} are gone")
+            found.append(f"{name} no longer takes {missing} (it takes {list(parameters)})")
+    missing = [m for m in members if not hasattr(obj, m)]
+    if missing:
+        found.append(f"{name} no longer has {missing}")
     return found
 
 

