@@ -30,6 +30,26 @@ bool is_optional_tensor_list(const c10::Argument& arg) {
          arg.type()->castRaw<c10::ListType>()->getElementType()->kind() == c10::TypeKind::OptionalType;
 }
 
+// An argument with each of its tensors mapped by `fn` (Tensor, Tensor[], Tensor?[]) and an
+// npusim device argument replaced by `device`; anything else as it is.
+template <typename Fn>
+IValue map_tensors(const IValue& v, const c10::Argument& arg, c10::DeviceType device, Fn&& fn) {
+  if (v.isTensor()) return fn(v.toTensor());
+  if (v.isTensorList()) {
+    c10::List<at::Tensor> out;
+    for (const at::Tensor& t : v.toTensorList()) out.push_back(fn(t));
+    return out;
+  }
+  if (v.isList() && is_optional_tensor_list(arg)) {
+    c10::List<std::optional<at::Tensor>> out;
+    for (const IValue& e : v.toListRef())
+      out.push_back(e.isTensor() ? std::optional<at::Tensor>(fn(e.toTensor())) : std::nullopt);
+    return out;
+  }
+  if (v.isDevice() && v.toDevice().type() == kNpu) return c10::Device(device);
+  return v;
+}
+
 // One captured call: the meta mirror that shapes its results, and the CPU aliases its replay runs on.
 class CallRecorder {
  public:
@@ -155,22 +175,10 @@ class CallRecorder {
     }
   }
 
-  IValue scratch_view(const IValue& v, const c10::Argument& arg) {
-    auto cpu = [](const at::Tensor& t) { return t.defined() && t.device().type() == kNpu ? cpu_alias(t) : t; };
-    if (v.isTensor()) return cpu(v.toTensor());
-    if (v.isTensorList()) {
-      c10::List<at::Tensor> out;
-      for (const at::Tensor& t : v.toTensorList()) out.push_back(cpu(t));
-      return out;
-    }
-    if (v.isList() && is_optional_tensor_list(arg)) {
-      c10::List<std::optional<at::Tensor>> out;
-      for (const IValue& e : v.toListRef())
-        out.push_back(e.isTensor() ? std::optional<at::Tensor>(cpu(e.toTensor())) : std::nullopt);
-      return out;
-    }
-    if (v.isDevice() && v.toDevice().type() == kNpu) return c10::Device(c10::kCPU);
-    return v;
+  static IValue scratch_view(const IValue& v, const c10::Argument& arg) {
+    return map_tensors(v, arg, c10::kCPU, [](const at::Tensor& t) {
+      return t.defined() && t.device().type() == kNpu ? cpu_alias(t) : t;
+    });
   }
 
   // Every return is an argument the op writes (Tensor(a!)), or there are none.
@@ -207,21 +215,8 @@ class CallRecorder {
   }
 
   IValue to_meta(const IValue& v, const c10::Argument& arg) {
-    if (v.isTensor()) return meta_tensor(v.toTensor());
-    if (v.isTensorList()) {
-      c10::List<at::Tensor> out;
-      for (const at::Tensor& t : v.toTensorList()) out.push_back(meta_tensor(t));
-      return out;
-    }
-    if (v.isList() && is_optional_tensor_list(arg)) {
-      c10::List<std::optional<at::Tensor>> out;
-      for (const IValue& e : v.toListRef())
-        out.push_back(e.isTensor() ? std::optional<at::Tensor>(meta_tensor(e.toTensor())) : std::nullopt);
-      return out;
-    }
-    if (v.isDevice() && v.toDevice().type() == kNpu) return c10::Device(c10::kMeta);
     if (is_generator_argument(arg)) return IValue();  // meta kernels draw nothing
-    return v;
+    return map_tensors(v, arg, c10::kMeta, [this](const at::Tensor& t) { return meta_tensor(t); });
   }
 
   at::Tensor from_meta_tensor(const at::Tensor& m) {
@@ -298,24 +293,11 @@ class CallRecorder {
   }
 
   IValue for_replay(const IValue& v, const c10::Argument& arg, size_t index, Node& node) {
-    if (v.isTensor()) return cpu_tensor(v.toTensor());
-    if (v.isTensorList()) {
-      c10::List<at::Tensor> out;
-      for (const at::Tensor& t : v.toTensorList()) out.push_back(cpu_tensor(t));
-      return out;
-    }
-    if (v.isList() && is_optional_tensor_list(arg)) {
-      c10::List<std::optional<at::Tensor>> out;
-      for (const IValue& e : v.toListRef())
-        out.push_back(e.isTensor() ? std::optional<at::Tensor>(cpu_tensor(e.toTensor())) : std::nullopt);
-      return out;
-    }
-    if (v.isDevice() && v.toDevice().type() == kNpu) return c10::Device(c10::kCPU);
     if (is_generator_argument(arg)) {
       node.draw = draw(v, index);
       return IValue();  // filled in by each replay
     }
-    return v;
+    return map_tensors(v, arg, c10::kCPU, [this](const at::Tensor& t) { return cpu_tensor(t); });
   }
 
   RandomDraw draw(const IValue& v, size_t index) {
