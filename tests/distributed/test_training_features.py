@@ -189,7 +189,11 @@ saved_model, saved_opt = get_state_dict(model, opt)
 expected = {k: v.full_tensor().cpu() for k, v in saved_model.items()}
 expected_opt = {f"{k}.{s}": v.full_tensor().cpu() if hasattr(v, "full_tensor") else v
                 for k, st in saved_opt["state"].items() for s, v in st.items()}
-future = dcp.async_save({"model": saved_model, "optim": saved_opt},
+# The save's collectives run in a background thread while training issues its own: they
+# need a group of their own (as torchtitan's async checkpointing makes), or the two threads
+# interleave their calls on one group differently on each rank.
+checkpoint_group = dist.new_group(backend="npusim")
+future = dcp.async_save({"model": saved_model, "optim": saved_opt}, process_group=checkpoint_group,
                         checkpoint_id=os.path.join(os.environ["DIST_TEST_DIR"], "ckpt"))
 train(model, 1)  # training goes on while the checkpoint is written: the saved state must not change
 future.result()
