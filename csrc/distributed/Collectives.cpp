@@ -1,6 +1,7 @@
 // The c10d collectives of ProcessGroupNpuSim: each validates its arguments on the
 // caller's thread, stages its tensors, takes the next operation descriptor and queues
-// the algorithm (algorithms/) for the progress thread.
+// the algorithm (algorithms/) for the progress thread. Under graph capture each first
+// hands the call itself to the graph (record_for_replay), which issues it on every replay.
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -11,8 +12,22 @@
 
 namespace torch_npu_sim::dist {
 
+// The first statement of each collective: while the current stream captures, the call
+// (its arguments copied) is what the graph records.
+namespace {
+std::vector<at::Tensor> joined(const std::vector<std::vector<at::Tensor>>& lists) {
+  std::vector<at::Tensor> out;
+  for (const auto& list : lists) out.insert(out.end(), list.begin(), list.end());
+  return out;
+}
+}  // namespace
+
+#define NPUSIM_RECORD_WHEN_CAPTURING(type, outputs, call) \
+  if (capturing()) return record_for_replay(type, outputs, [=, this]() mutable { return call; })
+
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::broadcast(std::vector<at::Tensor>& tensors,
                                                              const c10d::BroadcastOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::BROADCAST, tensors, broadcast(tensors, opts));
   const at::Tensor& t = single(tensors, "broadcast");
   check_root(opts.rootRank, size_, "broadcast");
   int root = static_cast<int>(opts.rootRank);
@@ -27,6 +42,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::broadcast(std::vector<at::Ten
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce(std::vector<at::Tensor>& tensors,
                                                              const c10d::AllreduceOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLREDUCE, tensors, allreduce(tensors, opts));
   if (tensors.size() == 1 && tensors[0].defined() && tensors[0].is_sparse()) return allreduce_sparse(tensors[0], opts);
   const at::Tensor& t = single(tensors, "all_reduce");
   TORCH_CHECK_VALUE(!opts.sparseIndices.has_value(), "npusim: all_reduce with sparse indices is not supported");
@@ -42,6 +58,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce(std::vector<at::Ten
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce_coalesced(std::vector<at::Tensor>& tensors,
                                                                        const c10d::AllreduceCoalescedOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLREDUCE_COALESCED, tensors, allreduce_coalesced(tensors, opts));
   check_one_device({&tensors}, "all_reduce_coalesced");
   TORCH_CHECK_VALUE(!tensors.empty(), "npusim: all_reduce_coalesced needs at least one tensor");
   std::vector<at::Tensor> flat_parts;
@@ -72,6 +89,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allreduce_coalesced(std::vect
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce(std::vector<at::Tensor>& tensors,
                                                           const c10d::ReduceOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::REDUCE, tensors, reduce(tensors, opts));
   const at::Tensor& t = single(tensors, "reduce");
   check_root(opts.rootRank, size_, "reduce");
   check_reduce(t, opts.reduceOp, "reduce");
@@ -88,6 +106,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce(std::vector<at::Tensor
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather(std::vector<std::vector<at::Tensor>>& outputs,
                                                              std::vector<at::Tensor>& inputs,
                                                              const c10d::AllgatherOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLGATHER, joined(outputs), allgather(outputs, inputs, opts));
   if (outputs.size() == 1) check_one_device({&inputs, &outputs[0]}, "all_gather");
   const at::Tensor& in = single(inputs, "all_gather");
   TORCH_CHECK_VALUE(outputs.size() == 1, "npusim: all_gather takes one output list per rank, got ", outputs.size());
@@ -104,6 +123,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather(std::vector<std::ve
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_allgather_base(at::Tensor& output, at::Tensor& input,
                                                                    const c10d::AllgatherOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::_ALLGATHER_BASE, std::vector<at::Tensor>{output},
+                               _allgather_base(output, input, opts));
   std::vector<at::Tensor> both{input, output};
   check_one_device({&both}, "all_gather_into_tensor");
   check_tensor(input, "all_gather_into_tensor");
@@ -128,6 +149,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_allgather_base(at::Tensor& o
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather_coalesced(std::vector<std::vector<at::Tensor>>& outputs,
                                                                        std::vector<at::Tensor>& inputs,
                                                                        const c10d::AllgatherOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLGATHER_COALESCED, joined(outputs),
+                               allgather_coalesced(outputs, inputs, opts));
   TORCH_CHECK_VALUE(static_cast<int>(outputs.size()) == size_, "npusim: all_gather_coalesced needs ", size_,
                     " output lists (one per rank), got ", outputs.size());
   std::vector<OpDesc> ops;
@@ -163,6 +186,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather_coalesced(std::vect
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather_into_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                                    std::vector<at::Tensor>& inputs,
                                                                                    const c10d::AllgatherOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::COALESCED, outputs,
+                               allgather_into_tensor_coalesced(outputs, inputs, opts));
   TORCH_CHECK_VALUE(outputs.size() == inputs.size(), "npusim: all_gather_into_tensor_coalesced needs one output per input");
   std::vector<OpDesc> ops;
   std::vector<Staged> ins, outs;
@@ -191,6 +216,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::allgather_into_tensor_coalesc
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::gather(std::vector<std::vector<at::Tensor>>& outputs,
                                                           std::vector<at::Tensor>& inputs,
                                                           const c10d::GatherOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::GATHER, joined(outputs), gather(outputs, inputs, opts));
   if (outputs.size() == 1) check_one_device({&inputs, &outputs[0]}, "gather");
   const at::Tensor& in = single(inputs, "gather");
   check_root(opts.rootRank, size_, "gather");
@@ -218,6 +244,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::gather(std::vector<std::vecto
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::scatter(std::vector<at::Tensor>& outputs,
                                                            std::vector<std::vector<at::Tensor>>& inputs,
                                                            const c10d::ScatterOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::SCATTER, outputs, scatter(outputs, inputs, opts));
   if (inputs.size() == 1) check_one_device({&outputs, &inputs[0]}, "scatter");
   const at::Tensor& out = single(outputs, "scatter");
   check_root(opts.rootRank, size_, "scatter");
@@ -243,6 +270,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::scatter(std::vector<at::Tenso
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce_scatter(std::vector<at::Tensor>& outputs,
                                                                   std::vector<std::vector<at::Tensor>>& inputs,
                                                                   const c10d::ReduceScatterOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::REDUCE_SCATTER, outputs, reduce_scatter(outputs, inputs, opts));
   if (inputs.size() == 1) check_one_device({&outputs, &inputs[0]}, "reduce_scatter");
   const at::Tensor& out = single(outputs, "reduce_scatter");
   TORCH_CHECK_VALUE(inputs.size() == 1, "npusim: reduce_scatter takes one input list per rank, got ", inputs.size());
@@ -262,6 +290,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce_scatter(std::vector<at
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_reduce_scatter_base(at::Tensor& output, at::Tensor& input,
                                                                         const c10d::ReduceScatterOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::_REDUCE_SCATTER_BASE, std::vector<at::Tensor>{output},
+                               _reduce_scatter_base(output, input, opts));
   std::vector<at::Tensor> both{input, output};
   check_one_device({&both}, "reduce_scatter_tensor");
   check_tensor(input, "reduce_scatter_tensor");
@@ -285,6 +315,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::_reduce_scatter_base(at::Tens
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::reduce_scatter_tensor_coalesced(
     std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs, const c10d::ReduceScatterOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::COALESCED, outputs,
+                               reduce_scatter_tensor_coalesced(outputs, inputs, opts));
   TORCH_CHECK_VALUE(outputs.size() == inputs.size(), "npusim: reduce_scatter_tensor_coalesced needs one output per input");
   auto factor = premul_factor(opts.reduceOp);
   std::vector<OpDesc> ops;
@@ -316,6 +348,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall_base(at::Tensor& out
                                                                  std::vector<int64_t>& output_splits,
                                                                  std::vector<int64_t>& input_splits,
                                                                  const c10d::AllToAllOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLTOALL_BASE, std::vector<at::Tensor>{output},
+                               alltoall_base(output, input, output_splits, input_splits, opts));
   std::vector<at::Tensor> both{input, output};
   check_one_device({&both}, "all_to_all_single");
   check_tensor(input, "all_to_all_single");
@@ -370,6 +404,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall_base(at::Tensor& out
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall(std::vector<at::Tensor>& outputs,
                                                             std::vector<at::Tensor>& inputs,
                                                             const c10d::AllToAllOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::ALLTOALL, outputs, alltoall(outputs, inputs, opts));
   check_one_device({&inputs, &outputs}, "all_to_all");
   TORCH_CHECK_VALUE(static_cast<int>(inputs.size()) == size_ && static_cast<int>(outputs.size()) == size_,
                     "npusim: all_to_all needs ", size_, " input and output tensors, got ", inputs.size(), " and ",
@@ -390,6 +425,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::alltoall(std::vector<at::Tens
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::barrier(const c10d::BarrierOptions& opts) {
+  NPUSIM_RECORD_WHEN_CAPTURING(c10d::OpType::BARRIER, std::vector<at::Tensor>{}, barrier(opts));
   OpDesc op = next_op(OpKind::Barrier, at::Tensor(), 0);
   return enqueue(c10d::OpType::BARRIER, {}, opts.timeout, [this, op](Clock::time_point deadline) {
     CollectiveContext c{*comm_, op, c10::ScalarType::Byte, deadline};

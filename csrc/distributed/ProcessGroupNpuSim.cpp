@@ -190,16 +190,32 @@ std::chrono::milliseconds ProcessGroupNpuSim::effective(std::chrono::millisecond
 
 // ---------------------------------------------------------------- progress thread
 
-// A collective runs on the progress thread when issued; a graph would replay nothing of
-// it, so issuing one while the current stream captures is an error, never a silent gap.
+bool ProcessGroupNpuSim::capturing() const {
+  return graphs::capture_underway() && graphs::current_stream_capturing(static_cast<c10::DeviceIndex>(current_device()));
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::record_for_replay(
+    c10d::OpType type, std::vector<at::Tensor> outputs, std::function<c10::intrusive_ptr<c10d::Work>()> issue) {
+  comm_->health().throw_if_unhealthy();
+  auto self = c10::intrusive_ptr<ProcessGroupNpuSim>::reclaim_copy(this);  // the graph keeps its group
+  graphs::record_host_function(static_cast<c10::DeviceIndex>(current_device()), "c10d::" + c10d::opTypeToString(type),
+                               [self, issue = std::move(issue)] { issue()->wait(); });
+  auto work = c10::make_intrusive<NpuSimWork>(rank_, type, std::move(outputs));
+  work->complete(nullptr);
+  return work;
+}
+
+// Point-to-point messages are not recorded (a replay waiting on each in turn could wait on
+// a peer that waits on it): issuing one while the current stream captures is an error.
 void ProcessGroupNpuSim::refuse_during_capture(const std::string& what) const {
-  if (graphs::capture_underway() && graphs::current_stream_capturing(static_cast<c10::DeviceIndex>(current_device())))
-    graphs::fail_uncapturable("collective " + what, "npusim graphs do not record collectives yet; issue it outside the capture");
+  if (capturing())
+    graphs::fail_uncapturable(what, "npusim graphs record collectives but not point-to-point messages; "
+                              "issue it outside the capture");
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                                            std::chrono::milliseconds timeout, Body body) {
-  refuse_during_capture(c10d::opTypeToString(type));
+  TORCH_INTERNAL_ASSERT(!capturing(), "npusim: collective ", c10d::opTypeToString(type), " reached the queue while capturing");
   comm_->health().throw_if_unhealthy();
   auto work = c10::make_intrusive<NpuSimWork>(rank_, type, std::move(outputs));
   {

@@ -110,6 +110,13 @@ class ProcessGroupNpuSim : public c10d::Backend {
   using Body = std::function<void(Clock::time_point deadline)>;
   c10::intrusive_ptr<c10d::Work> allreduce_sparse(at::Tensor& tensor, const c10d::AllreduceOptions& opts);
   void refuse_during_capture(const std::string& what) const;
+  // While the calling thread's current npusim stream captures a graph, a collective is
+  // recorded, not run: each replay issues it again on the same tensors (the graph's
+  // memory) and waits for it, which the group's timeout bounds, so the graph's later nodes
+  // read its result (as NCCL kernels captured in a CUDA graph). Capture gets a done Work.
+  bool capturing() const;
+  c10::intrusive_ptr<c10d::Work> record_for_replay(c10d::OpType type, std::vector<at::Tensor> outputs,
+                                                   std::function<c10::intrusive_ptr<c10d::Work>()> issue);
   c10::intrusive_ptr<c10d::Work> enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                          std::chrono::milliseconds timeout, Body body);
   c10::intrusive_ptr<c10d::Work> enqueue_p2p(c10d::OpType type, at::Tensor tensor, int peer, int tag, bool is_send);

@@ -166,9 +166,13 @@ def test_kv_cache_larger_than_the_device_is_a_clear_error(model):
     assert "kv_cache_memory_bytes (1.0 GiB) is more than npusim:0 has free" in str(failure.value)
 
 
-def test_tp2_tokens_equal_vllm_cpu(model, tp1):
-    npusim = generate(model, PROMPTS, platform="npusim", tp=2, max_num_batched_tokens=CHUNK)
-    cpu = generate(model, PROMPTS, platform="cpu", tp=2, max_num_batched_tokens=CHUNK)
+@pytest.fixture(scope="module")
+def tp2(model):
+    return {p: generate(model, PROMPTS, platform=p, tp=2, max_num_batched_tokens=CHUNK) for p in ("npusim", "cpu")}
+
+
+def test_tp2_tokens_equal_vllm_cpu(tp2):
+    npusim, cpu = tp2["npusim"], tp2["cpu"]
     assert npusim["platform"] == "npusim"
     assert npusim["tokens"] == cpu["tokens"]
     # (TP=2 need not equal TP=1: sharded matmuls and the all-reduce round bf16 differently)
@@ -223,31 +227,34 @@ def test_graph_mode_with_inductor_tokens_equal_vllm_cpu_in_float32(model, cpu_fl
     assert report["tokens"] == cpu["tokens"]
 
 
-def test_graph_mode_is_off_with_several_workers():
-    # npusim graphs do not record collectives: a tensor-parallel all-reduce inside a captured
-    # piece failed the capture ("npusim graph capture: collective ALLREDUCE cannot be captured"),
-    # so engines with several workers run eagerly, saying so
-    from types import SimpleNamespace
+def test_graph_mode_at_tp2_tokens_equal_eager(model, tp2):
+    # each replay issues the tensor-parallel all-reduces it recorded inside the captured pieces
+    report = generate(model, PROMPTS, platform="npusim", tp=2, max_num_batched_tokens=CHUNK, engine_args=GRAPH_MODE)
+    assert report["tokens"] == tp2["npusim"]["tokens"] == tp2["cpu"]["tokens"]
+    assert len(report["workers"]) == 2
+    for worker in report["workers"]:
+        assert worker["cudagraph_mode"] == "PIECEWISE" and worker["compilation_mode"] == "VLLM_COMPILE"
+        assert worker["graphs_captured"] == worker["vllm_graphs_captured"] > 0 and worker["graph_replays"] > 0
+    assert "Capturing CUDA graphs" in report["log"] and "Traceback" not in report["log"]
+    # eager engines capture nothing
+    assert all(w["graphs_captured"] == 0 for w in tp2["npusim"]["workers"])
 
+
+def test_graph_mode_is_kept_with_several_workers():
+    # the CPU platform turns graphs off; npusim keeps vLLM's choice whatever the parallelism
     from vllm.config import CompilationMode, CUDAGraphMode
     from vllm.config.compilation import CompilationConfig
 
     from torch_npu_sim.integrations.vllm.platform import _keep_graph_mode
 
-    def config(tp, pp=1):
-        compilation = CompilationConfig(mode=CompilationMode.DYNAMO_TRACE_ONCE,
-                                        cudagraph_mode=CUDAGraphMode.FULL_AND_PIECEWISE)
-        _keep_graph_mode(compilation, [1, 2, 4], CompilationMode.VLLM_COMPILE,
-                         SimpleNamespace(tensor_parallel_size=tp, pipeline_parallel_size=pp))
-        return compilation
-
-    one = config(1)
-    assert one.cudagraph_mode == CUDAGraphMode.FULL_AND_PIECEWISE and one.cudagraph_capture_sizes == [1, 2, 4]
+    compilation = CompilationConfig(mode=CompilationMode.DYNAMO_TRACE_ONCE,
+                                    cudagraph_mode=CUDAGraphMode.FULL_AND_PIECEWISE)
+    _keep_graph_mode(compilation, [1, 2, 4], CompilationMode.VLLM_COMPILE)
+    assert compilation.cudagraph_mode == CUDAGraphMode.FULL_AND_PIECEWISE
+    assert compilation.cudagraph_capture_sizes == [1, 2, 4]
     # pieces need VLLM_COMPILE; Inductor's kernels would run at capture instead of being recorded
-    assert one.mode == CompilationMode.VLLM_COMPILE and one.backend == "eager"
-    assert not one.pass_config.fuse_norm_quant
-    for several in (config(2), config(1, pp=2)):
-        assert several.cudagraph_mode == CUDAGraphMode.NONE and several.mode == CompilationMode.DYNAMO_TRACE_ONCE
+    assert compilation.mode == CompilationMode.VLLM_COMPILE and compilation.backend == "eager"
+    assert not compilation.pass_config.fuse_norm_quant
 
 
 def _free_port() -> int:

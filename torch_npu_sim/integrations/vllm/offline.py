@@ -154,6 +154,8 @@ def _run(spec_path: str, out_path: str) -> None:
                   max_num_batched_tokens=config.scheduler_config.max_num_batched_tokens,
                   dist_backend=config.parallel_config.distributed_executor_backend,
                   devices=_device_report(llm))
+    if current_platform.device_type == "npusim":
+        report["workers"] = llm.collective_rpc("npusim_graph_stats")
     with open(out_path, "w") as f:
         json.dump(report, f)
     llm.llm_engine.engine_core.shutdown()

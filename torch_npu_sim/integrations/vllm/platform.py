@@ -111,7 +111,7 @@ class NpuSimPlatform(CpuPlatform):
         finally:
             device_config.device_type = cls.device_type
         vllm_config.scheduler_config.async_scheduling = async_scheduling
-        _keep_graph_mode(compilation_config, capture_sizes, compilation_mode, parallel_config)
+        _keep_graph_mode(compilation_config, capture_sizes, compilation_mode)
         per_node = parallel_config.tensor_parallel_size * parallel_config.pipeline_parallel_size
         _unbind_threads_when_devices_outnumber_numa_nodes(per_node)
         count = torch.npusim.device_count()
@@ -121,7 +121,7 @@ class NpuSimPlatform(CpuPlatform):
                 f"but this host has {count} (set NPUSIM_DEVICE_COUNT)")
 
 
-def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_mode, parallel_config) -> None:
+def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_mode) -> None:
     """The CPU platform empties the graph capture sizes (the CPU has no graphs) and turns
     VLLM_COMPILE into a single Dynamo trace (no piecewise split). npusim has graphs: the sizes
     vLLM chose stay, and so does VLLM_COMPILE where the graph mode captures pieces.
@@ -129,19 +129,13 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     NPUSIM_VLLM_GRAPH_BACKEND=inductor: npusim graphs record Inductor's C++ kernels as host
     nodes, which is about twice as fast, but in bf16 its fusions round differently from the
     eager kernels (fp32 tokens are the same). vLLM's fusion passes are off (their patterns are
-    CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings, and so
-    do engines with more than one worker: npusim graphs do not record collectives (a tensor
-    parallel all-reduce inside a captured piece fails the capture), so they run eagerly."""
+    CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings. Tensor
+    and pipeline parallel engines keep graph mode: a collective inside a captured piece (the
+    tensor-parallel all-reduce) is recorded and issued again by each replay."""
     from vllm.config import CompilationMode, CUDAGraphMode
 
     mode = compilation_config.cudagraph_mode
     if mode is None or mode == CUDAGraphMode.NONE or not capture_sizes:
-        return
-    workers = parallel_config.tensor_parallel_size * parallel_config.pipeline_parallel_size
-    if workers > 1:
-        logger.warning("npusim graph mode is off with %d workers (tensor x pipeline parallel): npusim graphs do "
-                       "not record collectives yet; the engine runs eagerly", workers)
-        compilation_config.cudagraph_mode = CUDAGraphMode.NONE
         return
     compilation_config.cudagraph_capture_sizes = capture_sizes
     if compilation_mode == CompilationMode.VLLM_COMPILE and mode.requires_piecewise_compilation():

@@ -76,6 +76,19 @@ class NpuSimWorker(CPUWorker):
             set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
         return times
 
+    def npusim_graph_stats(self) -> dict:
+        """Graphs this worker captured (by npusim's count and vLLM's) and replays it ran; read
+        through `LLM.collective_rpc("npusim_graph_stats")` where workers are processes."""
+        from vllm.compilation.counter import compilation_counter
+
+        from .graphs import GraphStats
+
+        return dict(graphs_captured=GraphStats.captured, graph_replays=GraphStats.replays,
+                    vllm_graphs_captured=compilation_counter.num_cudagraph_captured,
+                    cudagraph_mode=self.compilation_config.cudagraph_mode.name,
+                    compilation_mode=self.compilation_config.mode.name,
+                    cudagraph_capture_sizes=list(self.compilation_config.cudagraph_capture_sizes or []))
+
     # ---- sleep mode: weights, KV cache and runtime state in tagged npusim pools (sleep.py)
 
     def _maybe_get_memory_pool_context(self, tag: str):
