@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from torch_npu_sim.simulation import chips
 
@@ -15,7 +16,7 @@ NUMERIC = [f.name for f in dataclasses.fields(chips.ChipSpec) if f.name not in (
 @pytest.mark.parametrize("name", sorted(chips.PRESETS))
 def test_presets_are_valid_and_cited(name):
     spec = chips.PRESETS[name]
-    assert spec.name == name and chips.resolve(name) is spec
+    assert spec.name.lower() == name and chips.resolve(name) is chips.resolve(spec.name) is spec
     assert spec.peak_flops_int8 >= spec.peak_flops_bf16 >= spec.peak_flops_fp32
     if name != "npusim-1":  # every figure of a real chip class says where it comes from
         assert set(NUMERIC) <= set(spec.sources), sorted(set(NUMERIC) - set(spec.sources))
@@ -91,4 +92,18 @@ def test_a_bad_npusim_chip_warns_and_keeps_torch_working(fresh_python):
     """, env={"NPUSIM_CHIP": "no-such-chip"})
     assert result.returncode == 0, result.stderr
     assert "NPUSIM_CHIP: unknown chip 'no-such-chip'" in result.stderr
-    assert result.stdout.split() == ["2.0", "npusim-1"]
+    assert result.stdout.split() == ["2.0", "NPUSim-1"]
+
+
+def test_choosing_the_default_chip_again_keeps_the_default_device_name():
+    from torch_npu_sim import simulation as sim
+
+    before = torch.npusim.get_device_name(0)
+    previous = sim.get_chip()
+    sim.set_chip("h100-sxm5-80gb")
+    try:
+        assert sim.get_chip().name in torch.npusim.get_device_name(0)
+    finally:
+        sim.set_chip(previous)
+    assert torch.npusim.get_device_name(0) == before == "NPUSim-1"
+    assert sim.set_chip("NPUSIM-1") is chips.PRESETS["npusim-1"]

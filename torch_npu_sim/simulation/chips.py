@@ -103,12 +103,13 @@ PCIE5 = "PCI-SIG PCIe 5.0 x16: 32 GT/s x 16 lanes = 63 GB/s per direction; ~50 G
 LAUNCH = "assumed: typical measured CUDA kernel launch overhead, about 5 us"
 RK3588 = "Rockchip RK3588 datasheet: NPU 6 TOPS INT8, 3 cores; LPDDR4x/LPDDR5 memory"
 
+# Keyed by lower-case name; set_chip also accepts any case.
 PRESETS: dict[str, ChipSpec] = {
-    spec.name: spec
+    spec.name.lower(): spec
     for spec in (
-        # the generic default chip; the runtime's built-in figures are the same
+        # the generic default chip; the runtime's built-in figures and device name are the same
         ChipSpec(
-            name="npusim-1", peak_flops_fp32=50e12, peak_flops_bf16=200e12, peak_flops_int8=400e12,
+            name="NPUSim-1", peak_flops_fp32=50e12, peak_flops_bf16=200e12, peak_flops_int8=400e12,
             memory_bandwidth=1.0 * TB, memory_capacity=16 * GiB, cores=32, launch_latency_s=5e-6,
             h2d_bandwidth=25 * GB, d2h_bandwidth=25 * GB, host_link_latency_s=10e-6,
             link_bandwidth=100 * GB, link_latency_s=5e-6, topology="switch",
@@ -183,8 +184,8 @@ def resolve(name_or_path: str) -> ChipSpec:
     """A preset by name, or a JSON spec file by path."""
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"a chip is a preset name ({', '.join(PRESETS)}) or a JSON spec path, got {name_or_path!r}")
-    if name_or_path in PRESETS:
-        return PRESETS[name_or_path]
+    if name_or_path.lower() in PRESETS:
+        return PRESETS[name_or_path.lower()]
     if os.path.sep in name_or_path or name_or_path.endswith(".json") or os.path.exists(name_or_path):
         return load(name_or_path)
     raise ValueError(f"unknown chip {name_or_path!r}: a preset name ({', '.join(PRESETS)}) or the path of a JSON spec")
