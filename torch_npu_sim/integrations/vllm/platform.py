@@ -136,11 +136,12 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     """The CPU platform empties the graph capture sizes (the CPU has no graphs) and turns
     VLLM_COMPILE into a single Dynamo trace (no piecewise split). npusim has graphs: the sizes
     vLLM chose stay, and so does VLLM_COMPILE where the graph mode captures pieces.
-    Compiled code runs on vLLM's "eager" backend (Dynamo's graphs run op by op) unless
-    NPUSIM_VLLM_GRAPH_BACKEND=inductor: npusim graphs record Inductor's C++ kernels as host
-    nodes, which is about twice as fast, but in bf16 its fusions round differently from the
-    eager kernels (fp32 tokens are the same). vLLM's fusion passes are off (their patterns are
-    CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings. Tensor
+    Compiled code runs on Inductor (npusim graphs record its C++ kernels as host nodes), with
+    `emulate_precision_casts` on unless the user set it: Inductor's fused kernels otherwise keep
+    bf16 intermediates in fp32 (SiluAndMul's silu output, rounded to bf16 in eager code, is not
+    in a fused kernel), so bf16 tokens drift from the eager engine's; with the casts emulated
+    they are the same. NPUSIM_VLLM_GRAPH_BACKEND=eager runs Dynamo's graphs op by op instead
+    (no compile time, slower replays). vLLM's fusion passes are off (their patterns are CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings. Tensor
     and pipeline parallel engines keep graph mode: a collective inside a captured piece (the
     tensor-parallel all-reduce) is recorded and issued again by each replay."""
     from vllm.config import CompilationMode, CUDAGraphMode
@@ -152,7 +153,9 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     if compilation_mode == CompilationMode.VLLM_COMPILE and mode.requires_piecewise_compilation():
         compilation_config.mode = CompilationMode.VLLM_COMPILE
     if compilation_config.mode != CompilationMode.NONE:
-        compilation_config.backend = os.environ.get(GRAPH_BACKEND_VARIABLE) or "eager"
+        compilation_config.backend = os.environ.get(GRAPH_BACKEND_VARIABLE) or "inductor"
+        if compilation_config.backend == "inductor":
+            compilation_config.inductor_compile_config.setdefault("emulate_precision_casts", True)
         pass_config = compilation_config.pass_config
         for name in type(pass_config).model_fields if hasattr(type(pass_config), "model_fields") \
                 else vars(pass_config):

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The full test suite (the README's test command runs it after installing).
+# In-process tests run as two pytest processes side by side, each in its usual order: the
+# engines' integration tests (vLLM, torchtitan, torchft, Triton) and everything else. Their
+# logs print when both are done. Then the multi-process tests, on two pytest-xdist workers.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+logs="$(mktemp -d)"
+python -m pytest -q --durations=10 tests/integrations > "$logs/integrations.log" 2>&1 &
+integrations=$!
+python -m pytest -q --durations=10 tests --ignore=tests/distributed --ignore=tests/integrations > "$logs/rest.log" 2>&1 &
+rest=$!
+wait "$rest"; rest_status=$?
+wait "$integrations"; integrations_status=$?
+echo "=== in-process tests (all but tests/integrations): exit $rest_status"; cat "$logs/rest.log"
+echo "=== tests/integrations: exit $integrations_status"; cat "$logs/integrations.log"
+if [ "$rest_status" -ne 0 ] || [ "$integrations_status" -ne 0 ]; then
+    exit 1
+fi
+python -m pytest -q -n 2 --durations=20 tests/distributed
