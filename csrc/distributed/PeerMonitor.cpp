@@ -179,7 +179,11 @@ void PeerMonitor::on_readable(int peer) {
       std::string why;
       std::getline(s, why);
       std::getline(s, why, '\0');
-      health_.fail(ranks, why + " (reported by rank " + std::to_string(peer) + ")", /*local=*/false);
+      // a failure relayed through several peers names the rank that first reported it, the
+      // same text whichever path reached this rank first
+      const std::string reporter = " (reported by rank ";
+      if (why.find(reporter) == std::string::npos) why += reporter + std::to_string(peer) + ")";
+      health_.fail(ranks, why, /*local=*/false);
     }
   }
   if (closed_[peer] && !left_[peer]) {
