@@ -293,6 +293,27 @@ def test_graph_mode_is_kept_with_several_workers():
     assert not compilation.pass_config.fuse_norm_quant
 
 
+def test_unbound_workers_share_the_cores(monkeypatch):
+    # several workers on one host each start as many OpenMP threads as there are cores unless
+    # told otherwise; npusim gives each its share (what the user chose stays)
+    import os
+
+    from torch_npu_sim.integrations.vllm.platform import _share_cores_among_unbound_workers
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    _share_cores_among_unbound_workers(2)
+    assert os.environ["OMP_NUM_THREADS"] == str(max(1, cores // 2))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    _share_cores_among_unbound_workers(4)
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1|2-3")  # bound workers: vLLM sets their threads
+    _share_cores_among_unbound_workers(2)
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
 def test_inductor_rounds_bf16_like_eager_code_only_with_casts_emulated():
     # Why compiled bf16 serving drifted from eager serving (on vllm-cpu as on npusim): vLLM's
     # SiluAndMul in eager code rounds silu's output to bf16 before the multiply; Inductor's

@@ -28,9 +28,10 @@ def child_env(platform: str, workers: int, in_process: bool) -> dict[str, str]:
     if platform == "cpu":
         env["VLLM_TARGET_DEVICE"] = "cpu"
     # the same thread settings for both platforms: several workers on one NUMA node
-    # cannot each have their own node, so nobody binds
+    # cannot each have their own node, so nobody binds, and each gets its share of the cores
     if workers > 1:
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if (workers > 1 or not in_process) else "0"
     return env
 
