@@ -139,9 +139,9 @@ def _keep_graph_mode(compilation_config, capture_sizes: list[int], compilation_m
     vLLM chose stay, and so does VLLM_COMPILE where the graph mode captures pieces.
     Compiled code runs on Inductor (npusim graphs record its C++ kernels as host nodes), with
     `emulate_precision_casts` on unless the user set it: Inductor's fused kernels otherwise keep
-    bf16 intermediates in fp32 (SiluAndMul's silu output, rounded to bf16 in eager code, is not
-    in a fused kernel), so bf16 tokens drift from the eager engine's; with the casts emulated
-    they are the same. NPUSIM_VLLM_GRAPH_BACKEND=eager runs Dynamo's graphs op by op instead
+    bf16 intermediates in fp32 (SiluAndMul's silu output, which eager code rounds to bf16
+    before the multiply), so bf16 tokens drift from the eager engine's; with the casts
+    emulated they are the same. NPUSIM_VLLM_GRAPH_BACKEND=eager runs Dynamo's graphs op by op instead
     (no compile time, slower replays). vLLM's fusion passes are off (their patterns are
     CUDA's). `enforce_eager` (cudagraph_mode NONE) keeps the CPU platform's settings. Tensor
     and pipeline parallel engines keep graph mode: a collective inside a captured piece (the
