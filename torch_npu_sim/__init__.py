@@ -69,6 +69,19 @@ def _load() -> None:
         from .sanitizer import _enable_from_environment
 
         _enable_from_environment()
+    _transfer_cuda_from_environment(__import__("os").environ.get("NPUSIM_TRANSFER_CUDA", ""))
+
+
+def _transfer_cuda_from_environment(value: str) -> None:
+    # NPUSIM_TRANSFER_CUDA=1: the opt-in CUDA-to-npusim shim (torch_npu_sim.transfer_cuda)
+    if value == "1":
+        import torch_npu_sim.transfer_cuda  # noqa: F401 - installs on import
+    elif value not in ("", "0"):
+        message = f"NPUSIM_TRANSFER_CUDA={value!r} is not 0 or 1: the CUDA-to-npusim shim stays off"
+        try:
+            warnings.warn(message, UserWarning, stacklevel=2)
+        except Warning:  # warnings are errors (-W error): `import torch` must not fail for it
+            sys.stderr.write(f"UserWarning: {message}\n")
 
 
 def _warn_unavailable(reason: str) -> None:
