@@ -195,6 +195,9 @@ APIS: tuple[PrivateApi, ...] = (
                params=("backend",)),
     PrivateApi("torch.distributed.distributed_c10d:_check_valid_timeout", _DIST, "monitored_barrier",
                params=("timeout",)),
+    # --- the CUDA-to-npusim shim (transfer_cuda) -------------------------------------
+    PrivateApi("torch._C:_jit_get_all_schemas", "torch_npu_sim/transfer_cuda/_discovery.py",
+               "ATen's schema registry: which operators take a Device (the shim's coverage is derived from it)"),
     # --- the stream sanitizer ------------------------------------------------------
     PrivateApi("torch.utils._python_dispatch:TorchDispatchMode", "torch_npu_sim/sanitizer/races.py",
                "sees every ATen op on npusim tensors (as torch.cuda._sanitizer does)",

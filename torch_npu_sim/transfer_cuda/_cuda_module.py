@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._devices import map_args, map_device, map_kwargs
+from ._devices import map_args, map_kwargs
 from ._proxies import stand_in, unsupported_class, unsupported_function
 
 MAPPED = "mapped to torch.npusim (same name)"
@@ -122,11 +122,16 @@ def _nvtx_module() -> types.ModuleType:
         stack.pop().__exit__(None, None, None)
         return len(stack)
 
+    open_ranges: dict[int, object] = {}  # range_start's ranges may end in any order
+
     def range_start(msg) -> int:
-        return range_push(msg)
+        scope = torch.autograd.profiler.record_function(msg)
+        scope.__enter__()
+        open_ranges[id(scope)] = scope
+        return id(scope)
 
     def range_end(range_id) -> None:
-        range_pop()
+        open_ranges.pop(range_id).__exit__(None, None, None)
 
     def mark(msg) -> None:
         with torch.autograd.profiler.record_function(msg):
@@ -141,7 +146,3 @@ def _nvtx_module() -> types.ModuleType:
         setattr(module, function.__name__, function)
     return module
 
-
-def map_device_or_index(device):
-    """Tensor.cuda(device)'s argument for Tensor.npusim: an index stays, a CUDA device is mapped."""
-    return map_device(device)

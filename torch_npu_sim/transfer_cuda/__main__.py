@@ -1,0 +1,6 @@
+"""python -m torch_npu_sim.transfer_cuda --report | --json"""
+import sys
+
+from ._report import main
+
+sys.exit(main())
