@@ -14,7 +14,7 @@ import torch_npu_sim.transfer_cuda  # noqa: F401 - installs the shim before torc
 
 import torch
 from torch.testing._internal import common_nn
-from torch.testing._internal.common_utils import freeze_rng_state
+from torch.testing._internal.common_utils import SEED, freeze_rng_state, set_rng_seed
 
 
 class CudaWrittenNNTests(common_nn.NNTestCase):
@@ -79,6 +79,7 @@ def main() -> None:
     tests += [("criterion", common_nn.CriterionTest(**_with_constructor(params)))
               for params in common_nn.criterion_tests]
     for kind, test in tests:
+        set_rng_seed(SEED)  # as torch's TestCase.setUp does before each test
         try:
             if kind == "module":
                 test.test_cuda(case)

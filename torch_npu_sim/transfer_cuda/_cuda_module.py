@@ -87,8 +87,8 @@ def _reason(name: str) -> str:
 
 
 def _submodules() -> list[str]:
-    return [name for name, value in vars(torch.cuda).items()
-            if isinstance(value, types.ModuleType) and value.__name__ == f"torch.cuda.{name}"]
+    return [name for name, value in vars(torch.cuda).items() if not name.startswith("_")
+            and isinstance(value, types.ModuleType) and value.__name__ == f"torch.cuda.{name}"]
 
 
 def _served(label: str, target):

@@ -15,8 +15,8 @@ GAPS = (
     "branches on them takes its non-CUDA path",
     "torch.version.cuda stays None, torch.backends.cudnn.is_available() False; dist.get_backend() answers "
     "'npusim', not 'nccl'",
-    "custom CUDA extensions (torch.utils.cpp_extension.CUDAExtension, load_inline with CUDA sources) and "
-    "CUDA-only kernels of other libraries cannot run; calls into them fail with their own errors",
+    "CUDA-only kernels of other libraries (flash-attn, bitsandbytes, apex, ...) cannot run; calls into them "
+    "fail with their own errors",
     "torch.cuda submodules other than amp and nvtx (jiterator, nccl, sparse, tunable, gds, green_contexts, "
     "profiler, memory/streams/random/graphs accessed as submodules) are not mapped",
     "legacy CUDA tensor types (torch.cuda.FloatTensor, Tensor.type('torch.cuda.FloatTensor')) are not mapped: "
@@ -25,6 +25,11 @@ GAPS = (
     "major, minor, total_memory, multi_processor_count) are missing on their npusim counterparts",
     "device strings inside TorchScript code (torch.jit.script) are not mapped; TorchScript itself is left on",
     "a subclass of a stand-in class made after install (class S(torch.cuda.Stream)) builds the base class",
+    "nn.DataParallel over several devices fails (torch's CUDA-only scatter and gather); transformers' Trainer "
+    "picks it when torch.cuda.device_count() > 1 in one process, so give it one device (NPUSIM_DEVICE_COUNT=1) "
+    "or launch it with torchrun",
+    "custom CUDA extensions are not intercepted: building one needs nvcc, loading one needs CUDA's libraries, "
+    "and each fails with its own error",
 )
 
 
