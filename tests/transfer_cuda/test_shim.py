@@ -228,3 +228,15 @@ def test_nccl_process_groups_are_npusim(shim):
         assert dist.get_backend(group) == "npusim" or "npusim" in str(dist.get_backend_config(group))
     finally:
         dist.destroy_process_group()
+
+
+def test_torch_compile_of_cuda_code_equals_eager(shim):
+    """torch's own code asks torch.cuda too while the shim is on (Inductor's cache key reads the
+    device properties); compiled CUDA-written code still runs on npusim."""
+    def step(x):
+        return torch.zeros(3, device="cuda") + torch.sin(x).double() * 2
+
+    x = torch.linspace(0, 1, 3).cuda()
+    compiled = torch.compile(step, backend="npusim")(x)
+    assert compiled.device == torch.device("npusim:0") and compiled.dtype == torch.float64
+    assert torch.equal(compiled.cpu(), step(x).cpu())

@@ -67,6 +67,9 @@ def _classify(name: str) -> CudaName:
     if name in _EQUIVALENTS:
         target, why = _EQUIVALENTS[name]
         return CudaName(name, EQUIVALENT, f"torch.npusim.{target}: {why}", _served(label, getattr(torch.npusim, target)))
+    if name == "get_device_properties":
+        return CudaName(name, MAPPED, "torch.npusim.get_device_properties, with gcnArchName",
+                        _served(label, _device_properties))
     counterpart = getattr(torch.npusim, name, None)
     if counterpart is not None and not isinstance(counterpart, types.ModuleType):
         if callable(counterpart):
@@ -101,6 +104,25 @@ def _served(label: str, target):
         return target(*map_args(args), **map_kwargs(kwargs))
 
     return served
+
+
+class _CudaShapedProperties:
+    """npusim's device properties, plus gcnArchName: with torch.version.cuda None, torch's own code
+    (Inductor's cache key) reads the device's architecture name there, as on ROCm."""
+
+    def __init__(self, properties) -> None:
+        self._properties = properties
+        self.gcnArchName = properties.name
+
+    def __getattr__(self, name):
+        return getattr(self._properties, name)
+
+    def __repr__(self) -> str:
+        return repr(self._properties)
+
+
+def _device_properties(device=None):
+    return _CudaShapedProperties(torch.npusim.get_device_properties(device))
 
 
 # --- torch.cuda.nvtx as profiler ranges ----------------------------------------------------------

@@ -28,6 +28,8 @@ GAPS = (
     "nn.DataParallel over several devices fails (torch's CUDA-only scatter and gather); transformers' Trainer "
     "picks it when torch.cuda.device_count() > 1 in one process, so give it one device (NPUSIM_DEVICE_COUNT=1) "
     "or launch it with torchrun",
+    "torch's own code that asks torch.cuda while the shim is on sees npusim (Inductor's cache key reads "
+    "get_device_properties(...).gcnArchName, given the device name); such paths are checked for torch.compile only",
     "custom CUDA extensions are not intercepted: building one needs nvcc, loading one needs CUDA's libraries, "
     "and each fails with its own error",
 )
