@@ -46,7 +46,11 @@ for line in md.distribution("sglang").requires or []:
         continue
     print(str(req).split(";")[0])
 PY
-"$py" -m pip install -q -c "$constraints" -r "$constraints.req" pytest pytest-timeout "torch==$TORCH_VERSION"
+"$py" -m pip install -q -c "$constraints" -r "$constraints.req" pytest hypothesis "torch==$TORCH_VERSION"
+# transformers 5 gives its image-processor registry, which SGLang imports, only to environments
+# with torchvision; PyPI's build for torch 2.13 is a CUDA one whose operators cannot load here, which
+# the platform tolerates (torch_npu_sim/integrations/sglang/torchvision_compat.py)
+"$py" -m pip install -q --no-deps "torchvision==0.28.0"
 # the extension built by scripts/install.sh against the same torch build
 NPUSIM_USE_BUILT_EXTENSION=1 "$py" -m pip install -q --no-deps --no-build-isolation -e .
 "$py" -c "import sglang, torch; print('sglang', sglang.__version__, 'with torch', torch.__version__, 'in $venv')"

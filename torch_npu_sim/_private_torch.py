@@ -196,6 +196,12 @@ APIS: tuple[PrivateApi, ...] = (
     PrivateApi("torch.distributed.distributed_c10d:_check_valid_timeout", _DIST, "monitored_barrier",
                params=("timeout",)),
     # --- the CUDA-to-npusim shim (transfer_cuda) -------------------------------------
+    PrivateApi("torch._C:_dispatch_get_registrations_for_dispatch_key", "torch_npu_sim/integrations/sglang/custom_ops.py",
+               "which of SGLang's Python custom ops have a CUDA kernel and no PrivateUse1 one"),
+    PrivateApi("torch._C:DispatchKeySet", "torch_npu_sim/integrations/sglang/custom_ops.py",
+               "an SGLang op's npusim kernel redispatches to its CUDA kernel (a plain torch body)"),
+    PrivateApi("torch._C:DispatchKey.CUDA", "torch_npu_sim/integrations/sglang/custom_ops.py",
+               "the key of the CUDA kernel an SGLang op's npusim kernel redispatches to"),
     PrivateApi("torch._C:_jit_get_all_schemas", "torch_npu_sim/transfer_cuda/_discovery.py",
                "ATen's schema registry: which operators take a Device (the shim's coverage is derived from it)"),
     # --- the stream sanitizer ------------------------------------------------------

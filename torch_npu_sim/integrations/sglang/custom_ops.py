@@ -22,7 +22,7 @@ def _library() -> torch.library.Library:
     return _impl_library
 
 
-def _redispatch_to_cuda(op: torch._ops.OpOverload):
+def _redispatch_to_cuda(op):
     cuda_only = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
 
     def kernel(*args, **kwargs):

@@ -37,9 +37,11 @@ def child_env(tp: int) -> dict[str, str]:
 
 def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16", max_tokens: int = 16,
              sampling: dict | None = None, engine_args: dict | None = None, warmup: bool = False,
-             env: dict | None = None, timeout: float = 600) -> dict:
+             then: list[dict] | None = None, env: dict | None = None, timeout: float = 600) -> dict:
     """One offline generation in a child process; `prompts` are strings or lists of token ids.
-    `sampling` overrides the greedy sampling parameters; `engine_args` SGLang's engine arguments."""
+    `sampling` overrides the greedy sampling parameters; `engine_args` SGLang's engine arguments.
+    `then` lists further batches ({"prompts": ..., "sampling": ...}) run one after another on the
+    same engine; their outputs are in the report's "then"."""
     python = sglang_python()
     if python is None:
         raise RuntimeError("SGLang's environment is not installed: run bash scripts/install_sglang.sh")
@@ -47,8 +49,10 @@ def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16",
         spec = os.path.join(tmp, "spec.json")
         with open(spec, "w") as f:
             json.dump(dict(model=model, prompts=prompts, tp=tp, dtype=dtype, max_tokens=max_tokens,
-                           sampling=sampling or {}, engine_args=engine_args or {}, warmup=warmup), f)
+                           sampling=sampling or {}, engine_args=engine_args or {}, warmup=warmup,
+                           then=then or []), f)
         cmd = [python, "-m", "torch_npu_sim.integrations.sglang.offline", spec, tmp]
+        # its own process group, so that a hung engine's schedulers die with it on timeout
         proc = subprocess.Popen(cmd, env={**child_env(tp), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
@@ -73,6 +77,17 @@ def engine_kwargs(spec: dict) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _generate(llm, prompts: list, sampling: dict) -> list[dict]:
+    by_ids = bool(prompts) and isinstance(prompts[0], list)
+    return llm.generate(**({"input_ids": prompts} if by_ids else {"prompt": prompts}), sampling_params=sampling)
+
+
+def _outputs(outputs: list[dict]) -> dict:
+    return dict(tokens=[list(o["output_ids"]) for o in outputs], texts=[o["text"] for o in outputs],
+                prompt_tokens=[o["meta_info"].get("prompt_tokens") for o in outputs],
+                cached_tokens=[o["meta_info"].get("cached_tokens") for o in outputs])
+
+
 def _run(spec_path: str, tmp: str) -> None:
     import sglang
 
@@ -81,33 +96,33 @@ def _run(spec_path: str, tmp: str) -> None:
     with open(spec_path) as f:
         spec = json.load(f)
     llm = sglang.Engine(**engine_kwargs(spec))
-    params = dict(temperature=0.0, max_new_tokens=spec["max_tokens"], ignore_eos=True)
-    params.update(spec["sampling"])
-    prompts = spec["prompts"]
-    by_ids = bool(prompts) and isinstance(prompts[0], list)
-    prompt_arg = {"input_ids": prompts} if by_ids else {"prompt": prompts}
+    greedy = dict(temperature=0.0, max_new_tokens=spec["max_tokens"], ignore_eos=True)
     if spec["warmup"]:
-        llm.generate(**({"input_ids": prompts[:1]} if by_ids else {"prompt": prompts[:1]}),
-                     sampling_params=dict(temperature=0.0, max_new_tokens=2))
+        _generate(llm, spec["prompts"][:1], dict(greedy, max_new_tokens=2))
     start = time.perf_counter()
-    outputs = llm.generate(**prompt_arg, sampling_params=params)
+    outputs = _generate(llm, spec["prompts"], {**greedy, **spec["sampling"]})
     elapsed = time.perf_counter() - start
+    report = _outputs(outputs)
+    tokens = report["tokens"]
+    metas = [o["meta_info"] for o in outputs]
+    e2e = [m["e2e_latency"] for m in metas if m.get("e2e_latency") is not None]
+    report.update(seconds=elapsed, output_tokens=sum(map(len, tokens)),
+                  output_tokens_per_s=sum(map(len, tokens)) / elapsed,
+                  mean_e2e_latency_s=sum(e2e) / len(e2e) if e2e else None,
+                  then=[_outputs(_generate(llm, batch["prompts"], {**greedy, **batch.get("sampling", {})}))
+                        for batch in spec["then"]])
     reports_dir = os.path.join(tmp, "workers")
     os.makedirs(reports_dir)
     llm.collective_rpc(REPORT_METHOD, directory=reports_dir)
-    tokens = [list(o["output_ids"]) for o in outputs]
-    metas = [o["meta_info"] for o in outputs]
-    report = dict(tokens=tokens, texts=[o["text"] for o in outputs], seconds=elapsed,
-                  output_tokens=sum(map(len, tokens)), output_tokens_per_s=sum(map(len, tokens)) / elapsed,
-                  cached_tokens=[m.get("cached_tokens") for m in metas],
-                  prompt_tokens=[m.get("prompt_tokens") for m in metas],
-                  meta_keys=sorted(metas[0]) if metas else [], workers=read_reports(reports_dir),
-                  server_args={k: getattr(llm.server_args, k, None) for k in
-                               ("attention_backend", "sampling_backend", "page_size", "chunked_prefill_size",
-                                "disable_radix_cache", "disable_cuda_graph", "device", "tp_size", "dtype")})
+    report["workers"] = read_reports(reports_dir)
+    llm.shutdown()
+    # a clean exit leaves no scheduler or detokenizer process behind
+    import psutil
+
+    report["children_after_shutdown"] = [p.name() for p in psutil.Process().children(recursive=True)
+                                         if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     with open(os.path.join(tmp, "out.json"), "w") as f:
         json.dump(report, f, default=str)
-    llm.shutdown()
 
 
 def main() -> None:
