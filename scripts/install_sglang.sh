@@ -15,8 +15,9 @@ TORCH_VERSION=2.13.0+cpu
 venv="${NPUSIM_SGLANG_VENV:-$PWD/.venv-sglang}"
 py="$venv/bin/python"
 if "$py" -c "
-import importlib.metadata as m, torch_npu_sim.integrations.sglang as s
+import importlib.metadata as m, hypothesis, torch_npu_sim.integrations.sglang as s
 assert m.version('sglang') == '$SGLANG_VERSION' and m.version('torch') == '$TORCH_VERSION'
+assert m.version('torchvision') == '0.28.0'
 assert any(e.value.startswith('torch_npu_sim') for e in m.entry_points(group='sglang.srt.platforms'))
 " 2>/dev/null; then
     echo "SGLang $SGLANG_VERSION already installed in $venv"; exit 0

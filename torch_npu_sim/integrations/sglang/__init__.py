@@ -21,7 +21,7 @@ def register():
         import torch_npu_sim  # noqa: F401  (registers the device)
     except ImportError:
         return None
-    if not hasattr(torch, "npusim") or torch.npusim.device_count() == 0:
+    if not (hasattr(torch, "npusim") and torch.npusim.is_available()):
         return None
     from .torchvision_compat import declare_missing_torchvision_ops
 

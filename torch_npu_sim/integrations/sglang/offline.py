@@ -37,11 +37,13 @@ def child_env(tp: int) -> dict[str, str]:
 
 def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16", max_tokens: int = 16,
              sampling: dict | None = None, engine_args: dict | None = None, warmup: bool = False,
-             then: list[dict] | None = None, env: dict | None = None, timeout: float = 600) -> dict:
+             then: list[dict] | None = None, stream: bool = False, env: dict | None = None,
+             timeout: float = 600) -> dict:
     """One offline generation in a child process; `prompts` are strings or lists of token ids.
     `sampling` overrides the greedy sampling parameters; `engine_args` SGLang's engine arguments.
     `then` lists further batches ({"prompts": ..., "sampling": ...}) run one after another on the
-    same engine; their outputs are in the report's "then"."""
+    same engine; their outputs are in the report's "then". `stream` adds the prompts streamed
+    concurrently (mean time to first token and inter-token latency) after the timed batch."""
     python = sglang_python()
     if python is None:
         raise RuntimeError("SGLang's environment is not installed: run bash scripts/install_sglang.sh")
@@ -50,7 +52,7 @@ def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16",
         with open(spec, "w") as f:
             json.dump(dict(model=model, prompts=prompts, tp=tp, dtype=dtype, max_tokens=max_tokens,
                            sampling=sampling or {}, engine_args=engine_args or {}, warmup=warmup,
-                           then=then or []), f)
+                           then=then or [], stream=stream), f)
         cmd = [python, "-m", "torch_npu_sim.integrations.sglang.offline", spec, tmp]
         # its own process group, so that a hung engine's schedulers die with it on timeout
         proc = subprocess.Popen(cmd, env={**child_env(tp), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
@@ -82,6 +84,33 @@ def _generate(llm, prompts: list, sampling: dict) -> list[dict]:
     return llm.generate(**({"input_ids": prompts} if by_ids else {"prompt": prompts}), sampling_params=sampling)
 
 
+def _streamed(llm, prompts: list, sampling: dict) -> dict:
+    """Every prompt streamed concurrently: mean time to first token and inter-token latency."""
+    import asyncio
+
+    async def one(prompt):
+        start = time.perf_counter()
+        key = "input_ids" if isinstance(prompt, list) else "prompt"
+        stream = await llm.async_generate(**{key: prompt}, sampling_params=sampling, stream=True)
+        arrivals, tokens = [], 0
+        async for chunk in stream:
+            arrivals.append(time.perf_counter())
+            tokens = chunk["meta_info"]["completion_tokens"]
+        ttft = arrivals[0] - start
+        itl = (arrivals[-1] - arrivals[0]) / (tokens - 1) if tokens > 1 else None
+        return ttft, itl, tokens
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(p) for p in prompts))
+
+    start = time.perf_counter()
+    results = llm.loop.run_until_complete(all_of_them())
+    elapsed = time.perf_counter() - start
+    itls = [r[1] for r in results if r[1] is not None]
+    return dict(ttft_s=sum(r[0] for r in results) / len(results), itl_s=sum(itls) / len(itls) if itls else None,
+                streamed_tokens_per_s=sum(r[2] for r in results) / elapsed)
+
+
 def _outputs(outputs: list[dict]) -> dict:
     return dict(tokens=[list(o["output_ids"]) for o in outputs], texts=[o["text"] for o in outputs],
                 prompt_tokens=[o["meta_info"].get("prompt_tokens") for o in outputs],
@@ -111,6 +140,8 @@ def _run(spec_path: str, tmp: str) -> None:
                   mean_e2e_latency_s=sum(e2e) / len(e2e) if e2e else None,
                   then=[_outputs(_generate(llm, batch["prompts"], {**greedy, **batch.get("sampling", {})}))
                         for batch in spec["then"]])
+    if spec.get("stream"):
+        report.update(_streamed(llm, spec["prompts"], {**greedy, **spec["sampling"]}))
     reports_dir = os.path.join(tmp, "workers")
     os.makedirs(reports_dir)
     llm.collective_rpc(REPORT_METHOD, directory=reports_dir)
