@@ -11,8 +11,13 @@
 namespace torch_npu_sim {
 namespace {
 
+// The CPU's choice reads requires_grad (the flash kernel has no gradient for a mask, so a mask
+// that requires grad takes the math path): the alias carries the flag of the tensor it views.
 at::Tensor view_for_cpu(const at::Tensor& t) {
-  return t.defined() && t.device().type() == c10::DeviceType::PrivateUse1 ? cpu_alias(t) : t;
+  if (!t.defined() || t.device().type() != c10::DeviceType::PrivateUse1) return t;
+  at::Tensor alias = cpu_alias(t);
+  if (t.requires_grad()) alias.set_requires_grad(true);
+  return alias;
 }
 
 int64_t fused_sdp_choice(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,

@@ -46,9 +46,6 @@ def test_streams_and_events_program_equals_the_same_arithmetic_on_the_cpu():
 NN_EXPECTED_FAILURES = {
     "test_Embedding_sparse": "npusim tensors are dense: sparse gradients are refused",
     "test_EmbeddingBag_sparse": "npusim tensors are dense: sparse gradients are refused",
-    "test_Transformer_multilayer_coder":
-        "npusim's fused-attention choice takes the CPU flash kernel for a mask that requires grad, where the CPU "
-        "takes the math path (the flash kernel has no gradient for the mask)",
 }
 
 
