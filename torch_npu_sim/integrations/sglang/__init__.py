@@ -5,7 +5,10 @@ the entry point `npusim` of the group `sglang.srt.platforms` (and its hooks thro
 `sglang.srt.plugins`), and serves on npusim devices with `--device npusim`.
 
     platform.py           NpuSimPlatform: memory, KV pool and allocator, attention, distributed backend
-    server_args.py        npusim's defaults for SGLang's CUDA-only choices
+    server_args.py        npusim's defaults for SGLang's CUDA-only choices; decode graphs when asked for
+    attention.py          SGLang's torch-native attention, capturable in decode graphs
+    graphs.py             SGLang's decode graph runner on npusim graphs
+    internals.py          the SGLang versions and internals this integration relies on
     allocator.py          SGLang's paged KV allocator with torch-native slot math
     custom_ops.py         SGLang's Python custom ops (the TP all-reduce) given npusim kernels
     torchvision_compat.py torchvision's import on a CPU torch
@@ -29,10 +32,23 @@ def register():
     return "torch_npu_sim.integrations.sglang.platform.NpuSimPlatform"
 
 
+def _torch_native_attention(model_runner):
+    from .attention import create_attention_backend
+
+    return create_attention_backend(model_runner)
+
+
 def register_hooks() -> None:
-    """The `sglang.srt.plugins` entry point: adds the device-report RPC to SGLang's scheduler."""
+    """The `sglang.srt.plugins` entry point: adds the device-report RPC to SGLang's scheduler, lets
+    a decode graph asked for on npusim survive SGLang's torch_native rule, and makes npusim's
+    torch_native attention the graph-capturable one when decode graphs are on."""
+    from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
     from sglang.srt.managers.scheduler import Scheduler
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     from .report import REPORT_METHOD, npusim_device_report
+    from .server_args import ATTENTION_RULE, keep_requested_decode_graph
 
     setattr(Scheduler, REPORT_METHOD, npusim_device_report)
+    HookRegistry.register(ATTENTION_RULE, keep_requested_decode_graph, HookType.AROUND)
+    ATTENTION_BACKENDS["torch_native"] = _torch_native_attention

@@ -35,12 +35,14 @@ def child_env(tp: int) -> dict[str, str]:
     return env
 
 
-def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16", max_tokens: int = 16,
+def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16", max_tokens: int | list[int] = 16,
              sampling: dict | None = None, engine_args: dict | None = None, warmup: bool = False,
              then: list[dict] | None = None, stream: bool = False, env: dict | None = None,
              timeout: float = 600) -> dict:
     """One offline generation in a child process; `prompts` are strings or lists of token ids.
-    `sampling` overrides the greedy sampling parameters; `engine_args` SGLang's engine arguments.
+    `max_tokens` is one count for every prompt or a list with one per prompt (requests then finish
+    at different steps, so the decode batch shrinks). `sampling` overrides the greedy sampling
+    parameters; `engine_args` SGLang's engine arguments.
     `then` lists further batches ({"prompts": ..., "sampling": ...}) run one after another on the
     same engine; their outputs are in the report's "then". `stream` adds the prompts streamed
     concurrently (mean time to first token and inter-token latency) after the timed batch."""
@@ -79,19 +81,23 @@ def engine_kwargs(spec: dict) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def _generate(llm, prompts: list, sampling: dict) -> list[dict]:
+def _per_prompt(sampling: dict, max_tokens: list[int] | None) -> dict | list[dict]:
+    return sampling if max_tokens is None else [dict(sampling, max_new_tokens=n) for n in max_tokens]
+
+
+def _generate(llm, prompts: list, sampling: dict | list[dict]) -> list[dict]:
     by_ids = bool(prompts) and isinstance(prompts[0], list)
     return llm.generate(**({"input_ids": prompts} if by_ids else {"prompt": prompts}), sampling_params=sampling)
 
 
-def _streamed(llm, prompts: list, sampling: dict) -> dict:
+def _streamed(llm, prompts: list, sampling: dict | list[dict]) -> dict:
     """Every prompt streamed concurrently: mean time to first token and inter-token latency."""
     import asyncio
 
-    async def one(prompt):
+    async def one(prompt, params):
         start = time.perf_counter()
         key = "input_ids" if isinstance(prompt, list) else "prompt"
-        stream = await llm.async_generate(**{key: prompt}, sampling_params=sampling, stream=True)
+        stream = await llm.async_generate(**{key: prompt}, sampling_params=params, stream=True)
         arrivals, tokens = [], 0
         async for chunk in stream:
             arrivals.append(time.perf_counter())
@@ -101,7 +107,8 @@ def _streamed(llm, prompts: list, sampling: dict) -> dict:
         return ttft, itl, tokens
 
     async def all_of_them():
-        return await asyncio.gather(*(one(p) for p in prompts))
+        params = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
+        return await asyncio.gather(*(one(p, s) for p, s in zip(prompts, params)))
 
     start = time.perf_counter()
     results = llm.loop.run_until_complete(all_of_them())
@@ -125,11 +132,13 @@ def _run(spec_path: str, tmp: str) -> None:
     with open(spec_path) as f:
         spec = json.load(f)
     llm = sglang.Engine(**engine_kwargs(spec))
-    greedy = dict(temperature=0.0, max_new_tokens=spec["max_tokens"], ignore_eos=True)
+    per_prompt = spec["max_tokens"] if isinstance(spec["max_tokens"], list) else None
+    greedy = dict(temperature=0.0, max_new_tokens=max(per_prompt) if per_prompt else spec["max_tokens"],
+                  ignore_eos=True)
     if spec["warmup"]:
         _generate(llm, spec["prompts"][:1], dict(greedy, max_new_tokens=2))
     start = time.perf_counter()
-    outputs = _generate(llm, spec["prompts"], {**greedy, **spec["sampling"]})
+    outputs = _generate(llm, spec["prompts"], _per_prompt({**greedy, **spec["sampling"]}, per_prompt))
     elapsed = time.perf_counter() - start
     report = _outputs(outputs)
     tokens = report["tokens"]
@@ -141,7 +150,7 @@ def _run(spec_path: str, tmp: str) -> None:
                   then=[_outputs(_generate(llm, batch["prompts"], {**greedy, **batch.get("sampling", {})}))
                         for batch in spec["then"]])
     if spec.get("stream"):
-        report.update(_streamed(llm, spec["prompts"], {**greedy, **spec["sampling"]}))
+        report.update(_streamed(llm, spec["prompts"], _per_prompt({**greedy, **spec["sampling"]}, per_prompt)))
     reports_dir = os.path.join(tmp, "workers")
     os.makedirs(reports_dir)
     llm.collective_rpc(REPORT_METHOD, directory=reports_dir)

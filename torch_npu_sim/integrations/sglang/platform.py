@@ -2,8 +2,9 @@
 
 SGLang reaches an out-of-tree platform through `current_platform.is_out_of_tree()` at each
 place where the device matters: memory, the KV pool and its allocator, the attention backend,
-the graph runner, the compile backend and the distributed backend. Streams and events it
-gets from `torch.get_device_module("npusim")`, which is `torch.npusim`.
+the decode graph runner and its graph backend (graphs.py), the compile backend and the
+distributed backend. Streams and events it gets from `torch.get_device_module("npusim")`, which
+is `torch.npusim`.
 """
 from __future__ import annotations
 
@@ -98,6 +99,20 @@ class NpuSimPlatform(NpuSimDeviceMixin, SRTPlatform):
         from .allocator import NpuSimTokenToKVPoolAllocator
 
         return NpuSimTokenToKVPoolAllocator
+
+    def support_cuda_graph(self) -> bool:
+        # decode graphs, when asked for (server_args.keep_requested_decode_graph); eager by default
+        return True
+
+    def get_graph_runner_cls(self) -> type:
+        from .graphs import NpuSimDecodeGraphRunner
+
+        return NpuSimDecodeGraphRunner
+
+    def get_full_graph_backend_cls(self) -> type:
+        from .graphs import NpuSimFullGraphBackend
+
+        return NpuSimFullGraphBackend
 
     def get_compile_backend(self, mode: str | None = None) -> str:
         return "inductor"

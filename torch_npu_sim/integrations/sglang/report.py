@@ -1,4 +1,5 @@
-"""Where an SGLang worker keeps its model and KV cache, asked of every scheduler over SGLang's RPC.
+"""Where an SGLang worker keeps its model and KV cache, and what its decode graphs did (captured
+batch sizes, replays per size), asked of every scheduler over SGLang's RPC.
 
 SGLang runs each TP rank's scheduler in its own process; `Engine.collective_rpc(method)` calls
 `Scheduler.<method>` in all of them. The plugin (entry point group `sglang.srt.plugins`) adds
@@ -19,17 +20,22 @@ def device_report(scheduler) -> dict:
     pool = runner.token_to_kv_pool
     kv = [t for t in (getattr(pool, "k_buffer", None) or []) + (getattr(pool, "v_buffer", None) or [])]
     device = torch.device(runner.device, runner.gpu_id) if isinstance(runner.device, str) else runner.device
+    graph_runner = getattr(runner, "decode_cuda_graph_runner", None)  # None: decoding eagerly
     report = dict(tp_rank=runner.tp_rank, device=str(device),
                   parameter_devices=sorted({str(p.device) for p in runner.model.parameters()}),
                   kv_cache_devices=sorted({str(t.device) for t in kv}),
                   kv_cache_bytes=sum(t.numel() * t.element_size() for t in kv),
                   kv_pool=type(pool).__qualname__,
                   allocator=type(runner.token_to_kv_pool_allocator).__qualname__,
-                  attention_backend=type(runner.attn_backend).__qualname__)
+                  attention_backend=type(runner.attn_backend).__qualname__,
+                  decode_graph_runner=type(graph_runner).__qualname__ if graph_runner is not None else None)
     if device.type == "npusim":
         report.update(npusim_memory_allocated=torch.npusim.memory_allocated(device),
                       npusim_kernel_launches=torch.npusim.launch_count(),
                       dist_backend=torch.distributed.get_backend() if torch.distributed.is_initialized() else None)
+        from .graphs import GraphStats
+
+        report.update(GraphStats.as_dict())
     return report
 
 
