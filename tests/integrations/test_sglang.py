@@ -27,7 +27,8 @@ import urllib.request
 import pytest
 import torch
 
-from torch_npu_sim.integrations.sglang.offline import ROOT, generate, sglang_python
+from torch_npu_sim.integrations.sglang.offline import (PORT_RACE_ATTEMPTS, ROOT, generate, lost_a_port_race,
+                                                       sglang_python)
 from torch_npu_sim.integrations.vllm.tiny_model import make_tiny_llama
 
 if sglang_python() is None:
@@ -227,30 +228,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_server(model: str):
+    """`sglang.launch_server` on npusim, once it answers /health; started again (up to
+    PORT_RACE_ATTEMPTS times) when it lost a race for one of its ports to another process."""
+    for attempt in range(PORT_RACE_ATTEMPTS):
+        port = _free_port()
+        server = subprocess.Popen(
+            [sglang_python(), "-m", "sglang.launch_server", "--model-path", model, "--device", "npusim",
+             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-total-tokens", "4096",
+             "--random-seed", "0"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while server.poll() is None:
+            try:
+                if urllib.request.urlopen(f"{base}/health", timeout=5).status == 200:
+                    return server, base
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                _stop(server)
+                raise AssertionError("server did not come up in 300 s")
+            time.sleep(2)
+        log = server.stdout.read()
+        _stop(server)
+        if not lost_a_port_race(log) or attempt == PORT_RACE_ATTEMPTS - 1:
+            raise AssertionError(f"server exited: {log[-4000:]}")
+
+
+def _stop(server) -> None:
+    server.terminate()
+    try:
+        server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # schedulers and detokenizer left behind
+    except ProcessLookupError:
+        pass
+    server.wait()
+
+
 def test_openai_server_answers_a_real_client(model, prompts):
     import openai
 
     ids, _ = prompts
     offline = _run(model, 1, "float32", 1, json.dumps(prompts))  # with decode graphs; the server decodes eagerly
     assert max_tokens("float32")[0] == MAX_TOKENS
-    port = _free_port()
-    server = subprocess.Popen(
-        [sglang_python(), "-m", "sglang.launch_server", "--model-path", model, "--device", "npusim",
-         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-total-tokens", "4096",
-         "--random-seed", "0"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    server, base = _start_server(model)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert server.poll() is None, f"server exited: {server.stdout.read()[-4000:]}"
-            try:
-                if urllib.request.urlopen(f"{base}/health", timeout=5).status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up in 300 s"
-            time.sleep(2)
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
         assert [m.id for m in client.models.list().data] == [model]
 
@@ -272,16 +298,7 @@ def test_openai_server_answers_a_real_client(model, prompts):
         assert len(chunks) > 1
         assert "".join(chunks) == completion.choices[0].text
     finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(server.pid, signal.SIGKILL)  # schedulers and detokenizer left behind
-        except ProcessLookupError:
-            pass
-        server.wait()
+        _stop(server)
 
 
 # --- the platform's pieces, tested inside SGLang's environment -------------------------

@@ -56,22 +56,39 @@ def generate(model: str, prompts: list, *, tp: int = 1, dtype: str = "bfloat16",
                            sampling=sampling or {}, engine_args=engine_args or {}, warmup=warmup,
                            then=then or [], stream=stream), f)
         cmd = [python, "-m", "torch_npu_sim.integrations.sglang.offline", spec, tmp]
-        # its own process group, so that a hung engine's schedulers die with it on timeout
-        proc = subprocess.Popen(cmd, env={**child_env(tp), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            log, _ = proc.communicate()
-            raise RuntimeError(f"SGLang generation timed out after {timeout} s:\n{log[-6000:]}")
         out = os.path.join(tmp, "out.json")
-        if proc.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"SGLang generation failed (exit {proc.returncode}):\n{log[-6000:]}")
+        for attempt in range(PORT_RACE_ATTEMPTS):
+            returncode, log = _run_child(cmd, {**child_env(tp), **(env or {})}, timeout)
+            if returncode == 0 and os.path.exists(out):
+                break
+            if not lost_a_port_race(log) or attempt == PORT_RACE_ATTEMPTS - 1:
+                raise RuntimeError(f"SGLang generation failed (exit {returncode}):\n{log[-6000:]}")
         with open(out) as f:
             report = json.load(f)
     report["log"] = log
     return report
+
+
+def _run_child(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
+    # its own process group, so that a hung engine's schedulers die with it on timeout
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        raise RuntimeError(f"SGLang generation timed out after {timeout} s:\n{log[-6000:]}")
+    return proc.returncode, log
+
+
+# SGLang picks its rendezvous port by binding port 0 and closing it, then listens on it later;
+# any process on the machine may take that port in between (seen with tests running beside it)
+PORT_RACE_ATTEMPTS = 3
+
+
+def lost_a_port_race(log: str) -> bool:
+    return "EADDRINUSE" in log or "address already in use" in log.lower()
 
 
 def engine_kwargs(spec: dict) -> dict:
