@@ -61,6 +61,24 @@ int compute_class_of(c10::ScalarType dtype) {
   }
 }
 
+int op_class_of(const std::string& name) {
+  static const char* const kMatmuls[] = {
+      "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_int_mm", "aten::_scaled_mm",
+      "aten::_addmm_activation", "aten::linear", "aten::matmul", "aten::convolution", "aten::_convolution",
+      "aten::convolution_backward", "aten::_convolution_double_backward", "aten::convolution_overrideable",
+      "aten::convolution_backward_overrideable"};
+  for (const char* m : kMatmuls)
+    if (name == m) return npusimOpClassMatmul;
+  // _scaled_dot_product_{flash,efficient,cudnn,...}_attention[_for_cpu][_backward],
+  // _scaled_dot_product_fused_attention_overrideable[_backward], _flash/_efficient_attention_*
+  auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  if ((starts("aten::_scaled_dot_product_") && name.find("attention") != std::string::npos &&
+       name.find("_math") == std::string::npos) ||
+      starts("aten::_flash_attention_") || starts("aten::_efficient_attention_"))
+    return npusimOpClassAttention;
+  return npusimOpClassOther;
+}
+
 double formula_flops(const std::string& name, c10::ArrayRef<c10::IValue> args) {
   if (name == "aten::mm" || name == "aten::bmm" || name == "aten::_int_mm") return matmul_flops(tensor_at(args, 0), tensor_at(args, 1));
   if (name == "aten::addmm" || name == "aten::baddbmm" || name == "aten::addbmm")
@@ -86,7 +104,9 @@ npusimKernelCost pointwise_cost(const char* name, const at::Tensor& a, const at:
   npusimKernelCost cost{};
   cost.name = name;
   cost.flops = out.defined() ? static_cast<double>(out.numel()) : 0;
-  cost.bytes = device_bytes(a) + device_bytes(b) + device_bytes(out);
+  // the result is always device memory (a native kernel may hand over its CPU alias)
+  double out_bytes = out.defined() ? static_cast<double>(out.numel()) * static_cast<double>(out.element_size()) : 0.0;
+  cost.bytes = device_bytes(a) + device_bytes(b) + out_bytes;
   cost.compute_class = compute_class_of(out.defined() ? out.scalar_type() : a.scalar_type());
   return cost;
 }
@@ -94,6 +114,7 @@ npusimKernelCost pointwise_cost(const char* name, const at::Tensor& a, const at:
 OpCost::OpCost(const c10::FunctionSchema& schema, c10::ArrayRef<c10::IValue> args) {
   cost_.name = schema.name().c_str();  // lives as long as the registered operator
   cost_.compute_class = -1;
+  cost_.op_class = op_class_of(schema.name());
   for (const c10::IValue& v : args) {
     if (v.isTensor()) add_tensor(v.toTensor(), false);
     else if (v.isTensorList())

@@ -7,6 +7,7 @@
 #include <ATen/core/ivalue.h>
 #include <c10/util/ArrayRef.h>
 
+#include <string>
 #include <vector>
 
 #include "npusim_runtime.h"
@@ -33,6 +34,11 @@ class OpCost {
 // The compute class of a dtype: 1 bf16/fp16, 2 int8/uint8, 0 otherwise (fp32, fp64, ...).
 int compute_class_of(c10::ScalarType dtype);
 
+// The op class of an ATen op by name (npusimOpClass*): matmuls (mm, addmm, bmm, baddbmm,
+// addbmm, _int_mm, _scaled_mm, _addmm_activation, linear, matmul, convolutions and their
+// backward) 1, fused scaled-dot-product attention and its backward 2, everything else 0.
+int op_class_of(const std::string& name);
+
 // FLOPs of an op with a formula from its arguments alone (mm, addmm, bmm, baddbmm,
 // scaled-dot-product attention and its backward); negative when the op has none.
 double formula_flops(const std::string& name, c10::ArrayRef<c10::IValue> args);
@@ -43,7 +49,10 @@ npusimKernelCost pointwise_cost(const char* name, const at::Tensor& a, const at:
 // A native kernel's cost, filled in by the kernel once its results exist (the runtime reads
 // the cost after the kernel ran); nothing is computed while simulation does not want costs.
 struct LaunchCost {
-  explicit LaunchCost(const char* name) : wanted(npusimCostModelEnabled() != 0) { cost.name = name; }
+  explicit LaunchCost(const char* name) : wanted(npusimCostModelEnabled() != 0) {
+    cost.name = name;
+    if (wanted) cost.op_class = op_class_of(name);
+  }
   const npusimKernelCost* get() const { return wanted ? &cost : nullptr; }
   void set(double flops, double bytes, c10::ScalarType dtype) {
     cost.flops = flops < 0 ? 0 : flops;

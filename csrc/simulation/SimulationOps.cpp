@@ -1,5 +1,6 @@
 // torch.ops.npusim_sim.*: the runtime's simulated-time API for the Python package
 // (torch_npu_sim.simulation), registered as operators so it needs no binding module.
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +44,64 @@ std::vector<double> get_chip_timing() {
   NPUSIM_CHECK(npusimGetChipTiming(&t));
   return {t.peak_flops[0], t.peak_flops[1], t.peak_flops[2], t.memory_bandwidth, t.launch_latency_ns,
           t.h2d_bandwidth, t.d2h_bandwidth, t.host_link_latency_ns};
+}
+
+// Per-op-class efficiency: `compute` and `memory` each hold (max, half, exponent) for every op
+// class in order (other, matmul, attention); empty lists reset to the plain roofline.
+const char* const kOpClassNames[npusimOpClassCount] = {"other", "matmul", "attention"};
+
+void set_efficiency(std::vector<double> compute, std::vector<double> memory) {
+  if (compute.empty() && memory.empty()) {
+    NPUSIM_CHECK(npusimSetEfficiency(nullptr));
+    return;
+  }
+  constexpr size_t n = 3 * npusimOpClassCount;
+  TORCH_CHECK(compute.size() == n && memory.size() == n, "set_efficiency needs ", n,
+              " values each for compute and memory ((max, half, exponent) for other, matmul, attention), got ",
+              compute.size(), " and ", memory.size());
+  npusimEfficiency e{};
+  for (int i = 0; i < npusimOpClassCount; ++i) {
+    for (auto [curve, values, what] : {std::make_tuple(&e.compute[i], &compute, "compute"),
+                                       std::make_tuple(&e.memory[i], &memory, "memory")}) {
+      double max = (*values)[3 * i], half = (*values)[3 * i + 1], exponent = (*values)[3 * i + 2];
+      TORCH_CHECK(std::isfinite(max) && max > 0 && max <= 1, "efficiency ", what, "[", kOpClassNames[i],
+                  "].max must be in (0, 1], got ", max);
+      TORCH_CHECK(std::isfinite(half) && half >= 0, "efficiency ", what, "[", kOpClassNames[i],
+                  "].half must be finite and >= 0, got ", half);
+      TORCH_CHECK(std::isfinite(exponent) && exponent > 0 && exponent <= 1, "efficiency ", what, "[",
+                  kOpClassNames[i], "].exponent must be in (0, 1], got ", exponent);
+      *curve = npusimEfficiencyCurve{max, half, exponent};
+    }
+  }
+  NPUSIM_CHECK(npusimSetEfficiency(&e));
+}
+
+std::tuple<std::vector<double>, std::vector<double>> get_efficiency() {
+  npusimEfficiency e;
+  NPUSIM_CHECK(npusimGetEfficiency(&e));
+  std::vector<double> compute, memory;
+  for (int i = 0; i < npusimOpClassCount; ++i) {
+    compute.insert(compute.end(), {e.compute[i].max, e.compute[i].half, e.compute[i].exponent});
+    memory.insert(memory.end(), {e.memory[i].max, e.memory[i].half, e.memory[i].exponent});
+  }
+  return {compute, memory};
+}
+
+// what the runtime charges a kernel launch of this cost on the current chip and efficiency
+int64_t kernel_time_ns(double flops, double bytes, int64_t compute_class, int64_t op_class) {
+  TORCH_CHECK(compute_class >= 0 && compute_class < npusimComputeClassCount, "compute_class must be 0 (fp32/other), "
+              "1 (bf16/fp16) or 2 (int8), got ", compute_class);
+  TORCH_CHECK(op_class >= 0 && op_class < npusimOpClassCount, "op_class must be 0 (other), 1 (matmul) or "
+              "2 (attention), got ", op_class);
+  npusimKernelCost cost{};
+  cost.name = "kernel_time_ns";
+  cost.flops = flops;
+  cost.bytes = bytes;
+  cost.compute_class = static_cast<int>(compute_class);
+  cost.op_class = static_cast<int>(op_class);
+  uint64_t ns = 0;
+  NPUSIM_CHECK(npusimKernelTime(&cost, &ns));
+  return static_cast<int64_t>(ns);
 }
 
 void set_chip_memory(int64_t bytes, std::string name) {
@@ -149,6 +208,9 @@ TORCH_LIBRARY(npusim_sim, m) {
         &set_chip_timing);
   m.def("get_chip_timing() -> float[]", &get_chip_timing);
   m.def("set_chip_memory(int bytes, str name) -> ()", &set_chip_memory);
+  m.def("set_efficiency(float[] compute, float[] memory) -> ()", &set_efficiency);
+  m.def("get_efficiency() -> (float[], float[])", &get_efficiency);
+  m.def("kernel_time_ns(float flops, float bytes, int compute_class, int op_class) -> int", &kernel_time_ns);
   m.def("set_cost_model(bool on) -> ()", [](bool on) { NPUSIM_CHECK(npusimSetCostModel(on ? 1 : 0)); });
   m.def("cost_model_enabled() -> bool", [] { return npusimCostModelEnabled() != 0; });
   m.def("set_simulated_timing(bool on) -> ()", [](bool on) { NPUSIM_CHECK(npusimSetSimulatedTiming(on ? 1 : 0)); });

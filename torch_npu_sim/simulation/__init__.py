@@ -23,11 +23,14 @@ import torch
 
 from . import chips
 from .chips import PRESETS, ChipSpec
+from . import efficiency as _efficiency
+from .efficiency import Efficiency, efficiency_mode, get_efficiency, kernel_time_ns, set_efficiency
 
 __all__ = [
     "ChipSpec", "PRESETS", "OpStat", "get_chip", "set_chip", "enable", "disable", "enabled",
     "set_simulated_timing", "simulated_timing", "sim_time", "sim_time_ns", "reset", "breakdown",
     "format_breakdown", "apply_environment",
+    "Efficiency", "set_efficiency", "get_efficiency", "efficiency_mode", "kernel_time_ns",
 ]
 
 _KINDS = ("kernel", "memcpy", "memset", "collective")
@@ -66,6 +69,7 @@ def set_chip(chip: str | ChipSpec | dict) -> ChipSpec:
     _ops().set_chip_memory(spec.memory_capacity, spec.name)
     _ops().set_links(float(spec.link_bandwidth), spec.link_latency_s * 1e9, chips.TOPOLOGIES.index(spec.topology))
     _chip = spec
+    _efficiency._follow_chip(spec)  # a calibrated efficiency follows the chip
     return spec
 
 
@@ -159,6 +163,7 @@ def apply_environment() -> None:
         except ValueError as e:
             raise ValueError(f"NPUSIM_CHIP: {e}") from None
         enable()
+    _efficiency.apply_environment()  # NPUSIM_EFFICIENCY=calibrated|roofline
     timing = os.environ.get("NPUSIM_SIM_TIMING")
     if timing is not None:
         if timing.strip() not in ("0", "1"):

@@ -190,11 +190,19 @@ typedef enum {
   npusimActivityCollective = 3,
 } npusimActivityKind;
 
+/* What kind of kernel a launch is: selects its efficiency (npusimSetEfficiency). */
+enum {
+  npusimOpClassOther = 0,     /* pointwise, reductions, copies, fills: everything else */
+  npusimOpClassMatmul = 1,    /* mm, addmm, bmm, baddbmm, linear, convolution */
+  npusimOpClassAttention = 2, /* fused scaled-dot-product attention, forward and backward */
+  npusimOpClassCount = 3,
+};
 typedef struct {
   const char* name;  /* e.g. "aten::mm"; NULL allowed */
   double flops;      /* floating-point (or integer) operations; 0 when none */
   double bytes;      /* bytes of device memory read + written */
   int compute_class; /* 0 fp32/other, 1 bf16/fp16, 2 int8 (selects the peak FLOP/s) */
+  int op_class;      /* npusimOpClass*: 0 other (the zero-initialised default), 1 matmul, 2 attention */
 } npusimKernelCost;
 
 /* as npusimLaunchHostFunc, with the cost that advances the stream's simulated clock (cost may be NULL).
@@ -249,6 +257,30 @@ npusimError_t npusimGetChipTiming(npusimChipTiming* timing);
 /* The chip's memory per device and name, unless NPUSIM_DEVICE_MEMORY / NPUSIM_DEVICE_NAME set
    them. Meant for start-up: MemoryAllocation when a device already uses more than `bytes`. */
 npusimError_t npusimSetChipMemory(size_t bytes, const char* name);
+
+/* Per-op-class efficiency: the fraction of the chip's peak a kind of kernel reaches, rising
+   with its size s (FLOPs for compute, bytes for memory):
+     eff(s) = max / (1 + (half / s)^exponent)        (max when half == 0)
+   A kernel is then charged
+     max(flops / (peak_flops[compute_class] * eff_compute(flops)),
+         bytes / (memory_bandwidth * eff_memory(bytes))) + launch latency,
+   each term 0 when its size is 0; device-to-device copies use memory[npusimOpClassOther].
+   With exponent in (0, 1] the charged time never falls as a kernel grows. The default (and
+   NULL) is max 1, half 0 everywhere: the plain roofline. */
+typedef struct {
+  double max;      /* the fraction of the peak large kernels reach, in (0, 1] */
+  double half;     /* the size at which the fraction is max / 2, >= 0; 0: max at every size */
+  double exponent; /* how steeply the fraction rises with size, in (0, 1] */
+} npusimEfficiencyCurve;
+typedef struct {
+  npusimEfficiencyCurve compute[npusimOpClassCount]; /* of peak_flops, FLOPs as size */
+  npusimEfficiencyCurve memory[npusimOpClassCount];  /* of memory_bandwidth, bytes as size */
+} npusimEfficiency;
+npusimError_t npusimSetEfficiency(const npusimEfficiency* efficiency); /* InvalidValue names no field */
+npusimError_t npusimGetEfficiency(npusimEfficiency* efficiency);
+/* The simulated time a kernel launch of `cost` is charged on the current chip (NULL: the launch
+   latency alone), exactly as npusimLaunchKernel charges it. */
+npusimError_t npusimKernelTime(const npusimKernelCost* cost, uint64_t* ns);
 
 /* Cost model switch for clients: when on (or an activity callback is set, or simulated timing
    is on) clients compute each launch's cost, and the runtime keeps per-name totals. When off,

@@ -27,6 +27,11 @@ constexpr npusimChipTiming kDefaultTiming = {
 // kept, so a reader holding one never sees it freed).
 std::atomic<const npusimChipTiming*> current_timing{&kDefaultTiming};
 
+// Per-op-class efficiency, the same kind of snapshot; the default is the plain roofline.
+constexpr npusimEfficiencyCurve kFull = {1.0, 0.0, 1.0};
+constexpr npusimEfficiency kRoofline = {{kFull, kFull, kFull}, {kFull, kFull, kFull}};
+std::atomic<const npusimEfficiency*> current_efficiency{&kRoofline};
+
 std::atomic<bool> cost_model_on{false};
 std::atomic<bool> simulated_timing_on{false};
 
@@ -75,6 +80,16 @@ bool valid_timing(const npusimChipTiming& t) {
          non_negative(t.launch_latency_ns) && non_negative(t.host_link_latency_ns);
 }
 
+bool valid_curve(const npusimEfficiencyCurve& c) {
+  return std::isfinite(c.max) && c.max > 0 && c.max <= 1 && std::isfinite(c.half) && c.half >= 0 &&
+         std::isfinite(c.exponent) && c.exponent > 0 && c.exponent <= 1;
+}
+
+// max / (1 + (half / size)^exponent): the fraction of the peak a kernel of `size` reaches (size > 0)
+double efficiency_at(const npusimEfficiencyCurve& c, double size) {
+  return c.half > 0 ? c.max / (1.0 + std::pow(c.half / size, c.exponent)) : c.max;
+}
+
 }  // namespace
 
 uint64_t wall_now_ns() {
@@ -85,9 +100,13 @@ uint64_t wall_now_ns() {
 uint64_t kernel_cost_ns(const npusimKernelCost* cost) {
   const npusimChipTiming& t = *current_timing.load(std::memory_order_acquire);
   if (!cost) return to_ns(t.launch_latency_ns);
+  const npusimEfficiency& e = *current_efficiency.load(std::memory_order_acquire);
   int cls = cost->compute_class >= 0 && cost->compute_class < npusimComputeClassCount ? cost->compute_class : 0;
-  double compute_ns = cost->flops > 0 ? cost->flops / t.peak_flops[cls] * 1e9 : 0;
-  double memory_ns = cost->bytes > 0 ? cost->bytes / t.memory_bandwidth * 1e9 : 0;
+  int op = cost->op_class >= 0 && cost->op_class < npusimOpClassCount ? cost->op_class : npusimOpClassOther;
+  double compute_ns =
+      cost->flops > 0 ? cost->flops / (t.peak_flops[cls] * efficiency_at(e.compute[op], cost->flops)) * 1e9 : 0;
+  double memory_ns =
+      cost->bytes > 0 ? cost->bytes / (t.memory_bandwidth * efficiency_at(e.memory[op], cost->bytes)) * 1e9 : 0;
   return to_ns(std::max(compute_ns, memory_ns) + t.launch_latency_ns);
 }
 
@@ -98,7 +117,13 @@ uint64_t copy_cost_ns(npusimMemcpyKind kind, double bytes) {
     case npusimMemcpyHostToDevice: return to_ns(bytes / t.h2d_bandwidth * 1e9 + t.host_link_latency_ns);
     case npusimMemcpyDeviceToHost: return to_ns(bytes / t.d2h_bandwidth * 1e9 + t.host_link_latency_ns);
     // a device copy reads and writes every byte
-    case npusimMemcpyDeviceToDevice: return to_ns(2 * bytes / t.memory_bandwidth * 1e9 + t.launch_latency_ns);
+    case npusimMemcpyDeviceToDevice: {
+      if (bytes <= 0) return to_ns(t.launch_latency_ns);
+      const npusimEfficiency& e = *current_efficiency.load(std::memory_order_acquire);
+      double moved = 2 * bytes;
+      return to_ns(moved / (t.memory_bandwidth * efficiency_at(e.memory[npusimOpClassOther], moved)) * 1e9 +
+                   t.launch_latency_ns);
+    }
     case npusimMemcpyHostToHost: return 0;
   }
   return 0;
@@ -189,6 +214,29 @@ npusimError_t npusimSetChipTiming(const npusimChipTiming* timing) {
 npusimError_t npusimGetChipTiming(npusimChipTiming* timing) {
   if (!timing) return npusimErrorInvalidValue;
   *timing = *current_timing.load(std::memory_order_acquire);
+  return npusimSuccess;
+}
+
+npusimError_t npusimSetEfficiency(const npusimEfficiency* efficiency) {
+  if (!efficiency) {
+    current_efficiency.store(&kRoofline, std::memory_order_release);
+    return npusimSuccess;
+  }
+  for (int op = 0; op < npusimOpClassCount; ++op)
+    if (!valid_curve(efficiency->compute[op]) || !valid_curve(efficiency->memory[op])) return npusimErrorInvalidValue;
+  current_efficiency.store(new npusimEfficiency(*efficiency), std::memory_order_release);
+  return npusimSuccess;
+}
+
+npusimError_t npusimGetEfficiency(npusimEfficiency* efficiency) {
+  if (!efficiency) return npusimErrorInvalidValue;
+  *efficiency = *current_efficiency.load(std::memory_order_acquire);
+  return npusimSuccess;
+}
+
+npusimError_t npusimKernelTime(const npusimKernelCost* cost, uint64_t* ns) {
+  if (!ns) return npusimErrorInvalidValue;
+  *ns = kernel_cost_ns(cost);
   return npusimSuccess;
 }
 
