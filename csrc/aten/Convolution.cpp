@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "simulation/CostOnly.h"
 #include "core/Allocator.h"
 #include "simulation/OpCost.h"
 
@@ -18,6 +19,11 @@ namespace {
 at::Tensor convolution(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool transposed,
                        c10::IntArrayRef output_padding, int64_t groups) {
+  if (simulation::cost_only())  // the same arguments as aten::convolution, which has a Meta kernel
+    return simulation::without_values<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                                 c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef, bool,
+                                                 c10::IntArrayRef, int64_t)>(
+        "aten::convolution", "", input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
   at::Tensor b = bias.value_or(at::Tensor());
   auto device = common_npusim_device({&input, &weight, &b}, "convolution");
   at::Tensor out;
@@ -39,6 +45,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, bool transposed, c10::IntArrayRef output_padding,
     int64_t groups, std::array<bool, 3> output_mask) {
+  if (simulation::cost_only()) {  // aten::convolution_backward has a Meta kernel
+    int64_t channels = transposed ? weight.size(1) * groups : weight.size(0);
+    return simulation::without_values<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+        const at::Tensor&, const at::Tensor&, const at::Tensor&, at::OptionalIntArrayRef, c10::IntArrayRef,
+        c10::IntArrayRef, c10::IntArrayRef, bool, c10::IntArrayRef, int64_t, std::array<bool, 3>)>(
+        "aten::convolution_backward", "", grad_output, input, weight, at::OptionalIntArrayRef(c10::IntArrayRef(channels)),
+        stride, padding, dilation, transposed, output_padding, groups, output_mask);
+  }
   auto device = common_npusim_device({&grad_output, &input, &weight}, "convolution_backward");
   // the bias has one entry per output channel
   int64_t out_channels = transposed ? weight.size(1) * groups : weight.size(0);

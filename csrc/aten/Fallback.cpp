@@ -16,6 +16,7 @@
 #include "core/Runtime.h"
 #include "graphs/Capture.h"
 #include "graphs/Graphs.h"
+#include "simulation/CostOnly.h"
 #include "simulation/OpCost.h"
 
 namespace torch_npu_sim {
@@ -50,6 +51,11 @@ class FallbackCall {
     if (device_ < 0) device_ = static_cast<c10::DeviceIndex>(current_device());
     if (graphs::capture_underway() && graphs::current_stream_capturing(device_)) {
       graphs::record_call(op_, stack, device_);  // recorded, not run: replay runs it
+      return;
+    }
+
+    if (simulation::cost_only()) {
+      simulation::run_without_values(op_, stack, device_);
       return;
     }
 

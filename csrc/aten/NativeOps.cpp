@@ -1,6 +1,8 @@
 // Native npusim kernels: factories, copies, views, resize/set_, fill, scalars and
 // record_stream. They never go through the fallback; kernels that touch bytes run
 // on the device's current stream through the runtime.
+#include <limits>
+
 #include <ATen/EmptyTensor.h>
 #include <ATen/native/Resize.h>
 #include <ATen/ops/_reshape_alias_native.h>
@@ -19,6 +21,7 @@
 #include "core/Allocator.h"
 #include "core/Runtime.h"
 #include "core/Stream.h"
+#include "simulation/CostOnly.h"
 
 namespace torch_npu_sim {
 namespace {
@@ -69,6 +72,18 @@ npusimMemcpyKind copy_kind(const at::Tensor& dst, const at::Tensor& src) {
   return from_npu ? npusimMemcpyDeviceToHost : npusimMemcpyHostToDevice;
 }
 
+// Cost-only mode: the copy is charged, and the host receives placeholders (NaN, or 0 where the
+// dtype has no NaN), so that programs which only print or log device values keep running.
+at::Tensor& copy_to_host_without_values(at::Tensor& self, const at::Tensor& src, c10::DeviceIndex device) {
+  double bytes = static_cast<double>(self.numel()) * static_cast<double>(src.element_size());
+  launch_copy_on_stream(device, [] {}, npusimMemcpyDeviceToHost, bytes, /*host_waits=*/true);
+  if (at::isFloatingType(self.scalar_type()) || at::isComplexType(self.scalar_type()))
+    self.fill_(std::numeric_limits<double>::quiet_NaN());
+  else
+    self.zero_();
+  return self;
+}
+
 at::Tensor& copy_(at::Tensor& self, const at::Tensor& src, bool non_blocking) {
   TORCH_CHECK(self.defined() && src.defined(), "copy_: both tensors must be defined");
   for (const at::Tensor* t : {static_cast<const at::Tensor*>(&self), &src})
@@ -87,6 +102,7 @@ at::Tensor& copy_(at::Tensor& self, const at::Tensor& src, bool non_blocking) {
     graphs::record_unboxed(device, "aten::copy_", "", self, src, non_blocking);
     return self;
   }
+  if (simulation::cost_only() && self.device().is_cpu()) return copy_to_host_without_values(self, src, device);
   bool plain = self.dtype() == src.dtype() && self.sizes() == src.sizes() && self.is_contiguous() &&
                src.is_contiguous() && self.is_conj() == src.is_conj() && self.is_neg() == src.is_neg();
   if (plain) {
@@ -216,9 +232,25 @@ at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
 
 at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
 
+// Cost-only mode: a floating-point value read by the host (a loss or a norm being logged) is a
+// NaN placeholder; an integer or boolean one usually decides control flow or a shape, so it
+// is refused rather than guessed.
+c10::Scalar local_scalar_without_value(const at::Tensor& self) {
+  launch_copy_on_stream(self.device().index(), [] {}, npusimMemcpyDeviceToHost,
+                        static_cast<double>(self.element_size()), /*host_waits=*/true);
+  if (at::isFloatingType(self.scalar_type())) return c10::Scalar(std::numeric_limits<double>::quiet_NaN());
+  if (at::isComplexType(self.scalar_type()))
+    return c10::Scalar(c10::complex<double>(std::numeric_limits<double>::quiet_NaN(), 0));
+  TORCH_CHECK(false, "npusim cost-only mode: reading a ", self.scalar_type(),
+              " device value on the host (.item(), bool(), int(), .tolist()) needs its value, which cost-only mode "
+              "does not compute; floating-point reads return NaN placeholders, integer and boolean reads are refused "
+              "because they usually decide control flow or shapes");
+}
+
 c10::Scalar local_scalar_dense(const at::Tensor& self) {
   graphs::check_sync_allowed("reading a device value on the host (.item(), bool(), int())", self.device().index(),
                              runtime_stream(current_stream(self.device().index())), nullptr);
+  if (simulation::cost_only()) return local_scalar_without_value(self);
   c10::Scalar out;
   at::Tensor cpu = cpu_alias(self);
   // a blocking read of one element by the host (simulated time: the host waits for it)

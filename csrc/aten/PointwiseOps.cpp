@@ -36,6 +36,7 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "simulation/CostOnly.h"
 #include "graphs/Capture.h"
 #include "graphs/Graphs.h"
 #include "aten/PointwiseOps.h"
@@ -222,6 +223,8 @@ at::Tensor& fast_inplace(const char* name, at::Tensor& a, const at::Tensor& b, S
 at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (graphs::capture_underway() && capturing(a, b, "aten::add.Tensor"))
     return graphs::record_unboxed(device_of(a, b, "aten::add.Tensor"), "aten::add", "Tensor", a, b, alpha)[0].toTensor();
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Scalar&)>("aten::add", "Tensor", a, b, alpha);
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     return fast_functional("aten::add", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
@@ -231,6 +234,8 @@ at::Tensor add(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha
 at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
   if (graphs::capture_underway() && capturing(a, b, "aten::sub.Tensor"))
     return graphs::record_unboxed(device_of(a, b, "aten::sub.Tensor"), "aten::sub", "Tensor", a, b, alpha)[0].toTensor();
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Scalar&)>("aten::sub", "Tensor", a, b, alpha);
   if (fast_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
     return fast_functional("aten::sub", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
@@ -241,6 +246,8 @@ at::Tensor sub(const at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha
 at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
   if (graphs::capture_underway() && capturing(a, b, "aten::mul.Tensor"))
     return graphs::record_unboxed(device_of(a, b, "aten::mul.Tensor"), "aten::mul", "Tensor", a, b)[0].toTensor();
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor(const at::Tensor&, const at::Tensor&)>("aten::mul", "Tensor", a, b);
   if (fast_operands(a, b) && counted(cpu_kernels().mul)) {
     return fast_functional("aten::mul", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
@@ -250,6 +257,8 @@ at::Tensor mul(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
   if (graphs::capture_underway() && capturing(a, b, "aten::div.Tensor"))
     return graphs::record_unboxed(device_of(a, b, "aten::div.Tensor"), "aten::div", "Tensor", a, b)[0].toTensor();
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor(const at::Tensor&, const at::Tensor&)>("aten::div", "Tensor", a, b);
   if (fast_operands(a, b) && counted(cpu_kernels().div_true)) {
     return fast_functional("aten::div", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }
@@ -261,6 +270,8 @@ at::Tensor& add_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
     graphs::record_unboxed(device_of(a, b, "aten::add_.Tensor"), "aten::add_", "Tensor", a, b, alpha);
     return a;
   }
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor&(at::Tensor&, const at::Tensor&, const at::Scalar&)>("aten::add_", "Tensor", a, b, alpha);
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     return fast_inplace("aten::add_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, alpha); });
   }
@@ -272,6 +283,8 @@ at::Tensor& sub_(at::Tensor& a, const at::Tensor& b, const at::Scalar& alpha) {
     graphs::record_unboxed(device_of(a, b, "aten::sub_.Tensor"), "aten::sub_", "Tensor", a, b, alpha);
     return a;
   }
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor&(at::Tensor&, const at::Tensor&, const at::Scalar&)>("aten::sub_", "Tensor", a, b, alpha);
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().add)) {
     at::native::sub_check(a, b);
     return fast_inplace("aten::sub_", a, b, [&](at::TensorIteratorBase& iter) { at::native::alpha_check(iter.common_dtype(), alpha); cpu_kernels().add(iter, -alpha); });
@@ -284,6 +297,8 @@ at::Tensor& mul_(at::Tensor& a, const at::Tensor& b) {
     graphs::record_unboxed(device_of(a, b, "aten::mul_.Tensor"), "aten::mul_", "Tensor", a, b);
     return a;
   }
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor&(at::Tensor&, const at::Tensor&)>("aten::mul_", "Tensor", a, b);
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().mul)) {
     return fast_inplace("aten::mul_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().mul(iter); });
   }
@@ -295,6 +310,8 @@ at::Tensor& div_(at::Tensor& a, const at::Tensor& b) {
     graphs::record_unboxed(device_of(a, b, "aten::div_.Tensor"), "aten::div_", "Tensor", a, b);
     return a;
   }
+  if (simulation::cost_only())
+    return simulation::without_values<at::Tensor&(at::Tensor&, const at::Tensor&)>("aten::div_", "Tensor", a, b);
   if (fast_inplace_operands(a, b) && counted(cpu_kernels().div_true)) {
     return fast_inplace("aten::div_", a, b, [&](at::TensorIteratorBase& iter) { cpu_kernels().div_true(iter); });
   }

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "aten/CpuAlias.h"
+#include "simulation/CostOnly.h"
 #include "core/Allocator.h"
 
 namespace torch_npu_sim {
@@ -16,6 +17,8 @@ namespace {
 // Runs fn on the device's current stream with every CPU allocation made in npusim memory.
 template <typename Fn>
 void run_on_device(c10::DeviceIndex device, Fn&& fn) {
+  TORCH_CHECK_NOT_IMPLEMENTED(!simulation::cost_only(),
+                              "npusim cost-only mode has no cost for the fused LSTM/GRU cells yet; run them with values");
   AllocateOnNpuSim here(device);
   launch_on_stream(device, fn);
 }

@@ -49,7 +49,11 @@ void initDistributedBindings(PyObject* module) {
         .def_property_readonly("failed_ranks", &ProcessGroupNpuSim::failed_ranks,
                                "Group ranks named by the group's first failure ([] while healthy).")
         .def_property_readonly("health", &ProcessGroupNpuSim::health_state,
-                               "'healthy', 'failed', 'aborted' or 'closed'.");
+                               "'healthy', 'failed', 'aborted' or 'closed'.")
+        .def("_start_time_estimate", &ProcessGroupNpuSim::start_time_estimate,
+             "torch.distributed._time_estimator: collectives issued until _end_time_estimate are not run.")
+        .def("_end_time_estimate", &ProcessGroupNpuSim::end_time_estimate,
+             "The modelled time of the collectives issued since _start_time_estimate, in microseconds.");
     m.def(
         "_create_process_group",
         [](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, double timeout_s, std::string name) {

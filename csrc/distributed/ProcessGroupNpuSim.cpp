@@ -20,6 +20,8 @@
 #include "npusim_runtime.h"
 #include "distributed/Rendezvous.h"
 #include "distributed/Staging.h"
+#include "distributed/algorithms/Algorithms.h"
+#include "simulation/CostOnly.h"
 
 namespace torch_npu_sim::dist {
 namespace {
@@ -213,14 +215,31 @@ void ProcessGroupNpuSim::refuse_during_capture(const std::string& what) const {
                               "issue it outside the capture");
 }
 
+namespace {
+// the descriptor of the collective this thread is issuing (next_op, then enqueue)
+thread_local OpDesc issuing_op;
+}  // namespace
+
 c10::intrusive_ptr<c10d::Work> ProcessGroupNpuSim::enqueue(c10d::OpType type, std::vector<at::Tensor> outputs,
                                                            std::chrono::milliseconds timeout, Body body) {
   TORCH_INTERNAL_ASSERT(!capturing(), "npusim: collective ", c10d::opTypeToString(type), " reached the queue while capturing");
   comm_->health().throw_if_unhealthy();
   auto work = c10::make_intrusive<NpuSimWork>(rank_, type, std::move(outputs));
+  if (simulation::cost_only()) {
+    // no payload moves, but the ranks still meet: an exchange of the op's descriptor, so that
+    // mismatched collectives and dead peers fail as in a real run, and every wait stays bounded
+    body = [this, op = issuing_op](Clock::time_point deadline) {
+      CollectiveContext c{*comm_, op, c10::ScalarType::Byte, deadline};
+      dist::barrier(c);
+    };
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     TORCH_CHECK(!stop_, "npusim: the process group was destroyed");
+    if (estimating_) {
+      work->complete(nullptr);  // _time_estimator: nothing runs
+      return work;
+    }
     queue_.push_back(Job{work, effective(timeout), std::move(body), nullptr});
   }
   cv_.notify_one();
@@ -235,10 +254,29 @@ OpDesc ProcessGroupNpuSim::next_op(OpKind kind, const at::Tensor& like, uint64_t
   op.numel = numel;
   op.reduce_op = reduce_op;
   op.root = root;
-  charge_collective_cost(kind, like, numel, size_);  // simulated time: the algorithm's alpha-beta cost (SimCost.h)
   std::lock_guard<std::mutex> lock(mutex_);
+  if (estimating_) {
+    estimated_ns_ += collective_cost_ns(kind, like, numel, size_);
+    return op;
+  }
+  charge_collective_cost(kind, like, numel, size_);  // simulated time: the algorithm's alpha-beta cost (SimCost.h)
   op.seq = seq_++;
+  issuing_op = op;
   return op;
+}
+
+void ProcessGroupNpuSim::start_time_estimate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(!estimating_, "npusim: a collective time estimate is already under way on this group");
+  estimating_ = true;
+  estimated_ns_ = 0;
+}
+
+double ProcessGroupNpuSim::end_time_estimate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(estimating_, "npusim: _end_time_estimate without _start_time_estimate");
+  estimating_ = false;
+  return static_cast<double>(estimated_ns_) / 1e3;
 }
 
 void ProcessGroupNpuSim::run_worker() {

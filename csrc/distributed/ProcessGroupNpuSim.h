@@ -100,6 +100,13 @@ class ProcessGroupNpuSim : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions& opts) override;
   void monitoredBarrier(const c10d::BarrierOptions& opts, bool wait_all_ranks) override;
 
+  // torch.distributed._time_estimator: between start and end, collectives are not run (no
+  // message, no sequence number) and their modelled times add up; end returns the sum in
+  // microseconds, the unit NCCL's estimator reports.
+  bool supportsTimeEstimation() const override { return true; }
+  void start_time_estimate();
+  double end_time_estimate();
+
   void setSequenceNumberForGroup() override {}
   uint64_t getSequenceNumberForGroup() override { return seq_; }
   c10d::ErrorType getError() override;
@@ -138,6 +145,8 @@ class ProcessGroupNpuSim : public c10d::Backend {
   uint32_t shrinks_ = 0;  // this group's shrink count: part of the next shrunk group's store prefix
   std::string group_name_;
   uint64_t seq_ = 0;
+  bool estimating_ = false;    // inside _time_estimator (guarded by mutex_)
+  uint64_t estimated_ns_ = 0;
   uint32_t monitored_barrier_calls_ = 0;
   std::vector<uint64_t> p2p_send_seq_, p2p_recv_seq_;
   std::mutex mutex_;  // guards queue_, stop_, sequence numbers

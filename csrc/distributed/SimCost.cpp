@@ -9,8 +9,16 @@
 
 namespace torch_npu_sim::dist {
 
-void charge_collective_cost(OpKind kind, const at::Tensor& like, uint64_t numel, int world) {
-  if (!npusimCostModelEnabled() || !like.defined() || like.device().type() != c10::DeviceType::PrivateUse1) return;
+namespace {
+
+struct CollectiveCost {
+  const char* name = nullptr;  // null: nothing to charge
+  double bytes = 0;            // bytes a rank sends, all rounds
+  uint64_t ns = 0;
+};
+
+CollectiveCost cost_of(OpKind kind, const at::Tensor& like, uint64_t numel, int world) {
+  if (!like.defined() || like.device().type() != c10::DeviceType::PrivateUse1) return {};
   const double esize = static_cast<double>(like.element_size());
   const double peers = world - 1;
   double bytes = static_cast<double>(numel) * esize;  // what the op names its size (per rank)
@@ -37,10 +45,21 @@ void charge_collective_cost(OpKind kind, const at::Tensor& like, uint64_t numel,
       bytes = static_cast<double>(like.numel()) * esize;  // the whole input, split among the ranks
       sent = peers * bytes / world;
       break;
-    default: return;  // barriers and point-to-point carry no data worth charging
+    default: return {};  // barriers and point-to-point carry no data worth charging
   }
-  simulation::charge_collective(like.device().index(), op_name(kind), sent * rounds,
-                                simulation::direct_rounds_ns(world, sent, rounds));
+  return {op_name(kind), sent * rounds, simulation::direct_rounds_ns(world, sent, rounds)};
+}
+
+}  // namespace
+
+void charge_collective_cost(OpKind kind, const at::Tensor& like, uint64_t numel, int world) {
+  if (!npusimCostModelEnabled()) return;
+  CollectiveCost c = cost_of(kind, like, numel, world);
+  if (c.name) simulation::charge_collective(like.device().index(), c.name, c.bytes, c.ns);
+}
+
+uint64_t collective_cost_ns(OpKind kind, const at::Tensor& like, uint64_t numel, int world) {
+  return cost_of(kind, like, numel, world).ns;
 }
 
 }  // namespace torch_npu_sim::dist

@@ -12,4 +12,8 @@ namespace torch_npu_sim::dist {
 // for CPU tensors or while the cost model is off.
 void charge_collective_cost(OpKind kind, const at::Tensor& like, uint64_t numel, int world);
 
+// The same collective's simulated ns (0 for barriers, point-to-point and CPU tensors),
+// whether or not the cost model is on: torch.distributed._time_estimator's figure.
+uint64_t collective_cost_ns(OpKind kind, const at::Tensor& like, uint64_t numel, int world);
+
 }  // namespace torch_npu_sim::dist

@@ -226,6 +226,8 @@ TORCH_LIBRARY(npusim_sim, m) {
   m.def("record_activities(bool on) -> ()", &record_activities);
   m.def("take_activities() -> (str[], int[], float[], float[])", &take_activities);
   m.def("reset() -> ()", [] { NPUSIM_CHECK(npusimResetSimulatedTime()); });
+  m.def("set_cost_only(bool on) -> ()", [](bool on) { NPUSIM_CHECK(npusimSetCostOnly(on ? 1 : 0)); });
+  m.def("cost_only() -> bool", [] { return npusimCostOnly() != 0; });
 }
 
 }  // namespace torch_npu_sim::simulation

@@ -23,13 +23,14 @@ import torch
 
 from . import chips
 from .chips import PRESETS, ChipSpec
+from .cost_only import cost_only, is_cost_only, set_cost_only
 from . import efficiency as _efficiency
 from .efficiency import Efficiency, efficiency_mode, get_efficiency, kernel_time_ns, set_efficiency
 
 __all__ = [
     "ChipSpec", "PRESETS", "OpStat", "get_chip", "set_chip", "enable", "disable", "enabled",
     "set_simulated_timing", "simulated_timing", "sim_time", "sim_time_ns", "reset", "breakdown",
-    "format_breakdown", "apply_environment",
+    "format_breakdown", "apply_environment", "cost_only", "set_cost_only", "is_cost_only",
     "Efficiency", "set_efficiency", "get_efficiency", "efficiency_mode", "kernel_time_ns",
 ]
 
@@ -68,6 +69,7 @@ def set_chip(chip: str | ChipSpec | dict) -> ChipSpec:
         float(spec.d2h_bandwidth), spec.host_link_latency_s * 1e9)
     _ops().set_chip_memory(spec.memory_capacity, spec.name)
     _ops().set_links(float(spec.link_bandwidth), spec.link_latency_s * 1e9, chips.TOPOLOGIES.index(spec.topology))
+    _ops().set_nodes(spec.ranks_per_node, float(spec.node_bandwidth), spec.node_latency_s * 1e9)
     _chip = spec
     _efficiency._follow_chip(spec)  # a calibrated efficiency follows the chip
     return spec
@@ -155,7 +157,7 @@ def format_breakdown(stats: list[OpStat] | None = None, top: int = 15) -> str:
 
 
 def apply_environment() -> None:
-    """NPUSIM_CHIP (preset or spec path: that chip, cost model on) and NPUSIM_SIM_TIMING (0 or 1)."""
+    """NPUSIM_CHIP (preset or spec path: that chip, cost model on), NPUSIM_COST_ONLY and NPUSIM_SIM_TIMING (0 or 1)."""
     chip = os.environ.get("NPUSIM_CHIP")
     if chip is not None:
         try:
@@ -164,6 +166,11 @@ def apply_environment() -> None:
             raise ValueError(f"NPUSIM_CHIP: {e}") from None
         enable()
     _efficiency.apply_environment()  # NPUSIM_EFFICIENCY=calibrated|roofline
+    only = os.environ.get("NPUSIM_COST_ONLY")
+    if only is not None:
+        if only.strip() not in ("0", "1"):
+            raise ValueError(f"NPUSIM_COST_ONLY must be 0 or 1, got {only!r}")
+        set_cost_only(only.strip() == "1")
     timing = os.environ.get("NPUSIM_SIM_TIMING")
     if timing is not None:
         if timing.strip() not in ("0", "1"):

@@ -37,17 +37,21 @@ class ChipSpec:
     link_latency_s: float
     topology: str  # "switch" (all-to-all through a switch), "ring" or "mesh"
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
+    # several nodes: chips per node (0: all in one node) and each chip's network link between nodes
+    ranks_per_node: int = 0
+    node_bandwidth: float = 50 * GB  # bytes/s per direction
+    node_latency_s: float = 10e-6
 
     def __post_init__(self):
         problems = []
         if not isinstance(self.name, str) or not 1 <= len(self.name) <= 63 or not self.name.isprintable():
             problems.append(f"name must be 1 to 63 printable characters, got {self.name!r}")
         for field in ("peak_flops_fp32", "peak_flops_bf16", "peak_flops_int8", "memory_bandwidth", "h2d_bandwidth",
-                      "d2h_bandwidth", "link_bandwidth"):
+                      "d2h_bandwidth", "link_bandwidth", "node_bandwidth"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 problems.append(f"{field} must be a finite number > 0, got {value!r}")
-        for field in ("launch_latency_s", "host_link_latency_s", "link_latency_s"):
+        for field in ("launch_latency_s", "host_link_latency_s", "link_latency_s", "node_latency_s"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 problems.append(f"{field} must be a finite number >= 0, got {value!r}")
@@ -55,6 +59,8 @@ class ChipSpec:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 problems.append(f"{field} must be an integer > 0, got {value!r}")
+        if isinstance(self.ranks_per_node, bool) or not isinstance(self.ranks_per_node, int) or self.ranks_per_node < 0:
+            problems.append(f"ranks_per_node must be an integer >= 0 (0: one node), got {self.ranks_per_node!r}")
         if self.topology not in TOPOLOGIES:
             problems.append(f"topology must be one of {', '.join(TOPOLOGIES)}, got {self.topology!r}")
         if problems:
@@ -68,6 +74,7 @@ class ChipSpec:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ChipSpec)}
+_OPTIONAL = {"sources", "ranks_per_node", "node_bandwidth", "node_latency_s"}
 
 
 def from_dict(data: dict, where: str = "chip spec") -> ChipSpec:
@@ -75,7 +82,7 @@ def from_dict(data: dict, where: str = "chip spec") -> ChipSpec:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - _FIELDS)
-    missing = sorted(_FIELDS - {"sources"} - set(data))
+    missing = sorted(_FIELDS - _OPTIONAL - set(data))
     if unknown or missing:
         parts = ([f"unknown fields {unknown}"] if unknown else []) + ([f"missing fields {missing}"] if missing else [])
         raise ValueError(f"{where}: " + "; ".join(parts))
@@ -101,6 +108,11 @@ H100_WHITEPAPER = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (2022), t
 PCIE4 = "PCI-SIG PCIe 4.0 x16: 16 GT/s x 16 lanes, 128b/130b = 31.5 GB/s per direction; ~25 GB/s achievable (assumed 80%)"
 PCIE5 = "PCI-SIG PCIe 5.0 x16: 32 GT/s x 16 lanes = 63 GB/s per direction; ~50 GB/s achievable (assumed 80%)"
 LAUNCH = "assumed: typical measured CUDA kernel launch overhead, about 5 us"
+DGX_A100 = "NVIDIA DGX A100 System Architecture whitepaper (2020), networking"
+DGX_H100 = "NVIDIA DGX H100 User Guide, hardware overview: 8x NVIDIA ConnectX-7 (400 Gb/s) for the compute fabric"
+IB_LATENCY = "assumed: about 10 us per inter-node message (NCCL's network latency on InfiniBand is a few us plus software)"
+TITAN_PERF = ("torchtitan docs/performance.md (github.com/pytorch/torchtitan): Llama 3.1 8B runs on 8 H100s with "
+              "96 GB HBM2e, 2.4 TB/s memory bandwidth, 500 W power limit, NVLink within the host")
 RK3588 = "Rockchip RK3588 datasheet: NPU 6 TOPS INT8, 3 cores; LPDDR4x/LPDDR5 memory"
 
 # Keyed by lower-case name; set_chip also accepts any case.
@@ -133,7 +145,11 @@ PRESETS: dict[str, ChipSpec] = {
                 "link_bandwidth": A100_DATASHEET + ": NVLink 600 GB/s (both directions) = 300 GB/s per direction",
                 "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
                 "topology": "HGX A100 8-GPU: NVSwitch, all-to-all",
+                "ranks_per_node": DGX_A100 + ": 8 GPUs per system",
+                "node_bandwidth": DGX_A100 + ": 8 single-port ConnectX-6 200 Gb/s HDR InfiniBand for compute, one per GPU = 25 GB/s",
+                "node_latency_s": IB_LATENCY,
             },
+            ranks_per_node=8, node_bandwidth=25 * GB, node_latency_s=10e-6,
         ),
         ChipSpec(
             name="h100-sxm5-80gb", peak_flops_fp32=67e12, peak_flops_bf16=989.4e12, peak_flops_int8=1978.9e12,
@@ -153,6 +169,36 @@ PRESETS: dict[str, ChipSpec] = {
                 "link_bandwidth": H100_DATASHEET + ": NVLink 900 GB/s (both directions) = 450 GB/s per direction",
                 "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
                 "topology": "HGX H100 8-GPU: NVSwitch, all-to-all",
+                "ranks_per_node": DGX_H100 + ": 8 GPUs per system",
+                "node_bandwidth": DGX_H100 + ": 8 ConnectX-7 400 Gb/s InfiniBand/Ethernet for compute, one per GPU = 50 GB/s",
+                "node_latency_s": IB_LATENCY,
+            },
+            ranks_per_node=8, node_bandwidth=50 * GB, node_latency_s=10e-6,
+        ),
+        ChipSpec(
+            name="h100-sxm5-96gb", peak_flops_fp32=67e12, peak_flops_bf16=989.4e12, peak_flops_int8=1978.9e12,
+            memory_bandwidth=2400 * GB, memory_capacity=96 * GiB, cores=132, launch_latency_s=5e-6,
+            h2d_bandwidth=50 * GB, d2h_bandwidth=50 * GB, host_link_latency_s=10e-6,
+            link_bandwidth=450 * GB, link_latency_s=5e-6, topology="switch",
+            ranks_per_node=8, node_bandwidth=50 * GB, node_latency_s=10e-6,
+            sources={
+                "memory_bandwidth": TITAN_PERF + ": 96 GB HBM2e, 2.4 TB/s memory bandwidth",
+                "memory_capacity": TITAN_PERF + ": 96 GB HBM2e",
+                "peak_flops_fp32": H100_DATASHEET + ": the H100 SXM5 compute figures (same GH100 die, 132 SMs); "
+                                   "the 500 W power limit (TITAN_PERF) is below the 700 W of the datasheet, so sustained "
+                                   "clocks and achievable rates are lower than on the 80 GB SXM5",
+                "peak_flops_bf16": H100_DATASHEET + ": BF16 Tensor Core 989.4 TFLOPS dense (as the 80 GB SXM5)",
+                "peak_flops_int8": H100_DATASHEET + ": INT8 1,979 TOPS dense (as the 80 GB SXM5)",
+                "cores": H100_WHITEPAPER + ": 132 SMs (SXM5)",
+                "launch_latency_s": LAUNCH,
+                "h2d_bandwidth": PCIE5, "d2h_bandwidth": PCIE5,
+                "host_link_latency_s": "assumed: about 10 us per PCIe DMA transfer",
+                "link_bandwidth": TITAN_PERF + ": NVLink within the host; " + H100_DATASHEET + ": 900 GB/s both directions",
+                "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
+                "topology": "HGX H100 8-GPU: NVSwitch, all-to-all",
+                "ranks_per_node": TITAN_PERF + ": 8 GPUs in one host",
+                "node_bandwidth": "assumed: as DGX H100, one 400 Gb/s link per GPU = 50 GB/s",
+                "node_latency_s": IB_LATENCY,
             },
         ),
         ChipSpec(
@@ -174,6 +220,9 @@ PRESETS: dict[str, ChipSpec] = {
                 "link_bandwidth": "assumed: 1 GB/s between boards over PCIe 2.0 x2 / Ethernet-class links",
                 "link_latency_s": "assumed: 50 us",
                 "topology": "assumed: boards chained in a ring",
+                "ranks_per_node": "assumed: one NPU per board, every board one node of the ring (0: a single node)",
+                "node_bandwidth": "not used: a single node",
+                "node_latency_s": "not used: a single node",
             },
         ),
     )

@@ -288,6 +288,14 @@ npusimError_t npusimKernelTime(const npusimKernelCost* cost, uint64_t* ns);
 npusimError_t npusimSetCostModel(int on);
 int npusimCostModelEnabled(void);
 
+/* Cost-only execution: launched kernels, graphs, copies and fills are charged their cost on
+   the simulated clocks but not run (their functions are not called, no byte moves), and
+   large device allocations reserve address space without committing memory. Host functions
+   (npusimLaunchHostFunc) still run. Capacity accounting is unchanged, so out-of-memory at
+   the chip's capacity still happens. Set it before work starts; 0 (default) runs everything. */
+npusimError_t npusimSetCostOnly(int on);
+int npusimCostOnly(void);
+
 /* A collective (or other work the runtime does not launch) that took `ns` of simulated time,
    charged to the stream as one activity. */
 npusimError_t npusimStreamChargeActivity(npusimStream_t stream, npusimActivityKind kind, const char* name,

@@ -110,7 +110,9 @@ void after_fork_child() {
 [[maybe_unused]] const bool fork_handlers_installed = pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0;
 
 void* map_anonymous(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // cost-only: nothing is ever written, so the mapping need not count against the host's memory
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | (npusimCostOnly() ? MAP_NORESERVE : 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 

@@ -172,6 +172,8 @@ void run_timed_activity(npusimStream_t stream, npusimActivityKind kind, const ch
                               span.end_ns, wall_start, wall_end});
 }
 
+std::atomic<bool> cost_only{false};
+
 // Runs fn(arg) on the stream's device, with device memory accessible while it runs.
 void run_host_fn(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
   int& device = current_device();
@@ -180,6 +182,11 @@ void run_host_fn(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
   npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
   fn(arg);
   device = saved;
+}
+
+// Device work (a kernel, graph, copy or fill): charged in every mode, run unless cost-only.
+void run_device_fn(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
+  if (!cost_only.load(std::memory_order_relaxed)) run_host_fn(stream, fn, arg);
 }
 
 npusimMemcpyKind copy_kind_of(npusimMemcpyKind kind) {
@@ -315,7 +322,7 @@ npusimError_t npusimLaunchKernel(npusimStream_t stream, npusimHostFn_t fn, void*
   if (!fn) return npusimErrorInvalidValue;
   if (auto err = resolve(&stream)) return err;
   stream->launches.fetch_add(1, std::memory_order_relaxed);
-  run_activity(stream, npusimActivityKernel, cost, [&] { run_host_fn(stream, fn, arg); });
+  run_activity(stream, npusimActivityKernel, cost, [&] { run_device_fn(stream, fn, arg); });
   return npusimSuccess;
 }
 
@@ -333,12 +340,16 @@ npusimError_t npusimLaunchGraph(npusimStream_t stream, npusimHostFn_t fn, void* 
     total.bytes += costs[i].bytes;
   }
   run_timed_activity(stream, npusimActivityKernel, total.name, total.bytes, duration,
-                     [&] { run_host_fn(stream, fn, arg); });
+                     [&] { run_device_fn(stream, fn, arg); });
   return npusimSuccess;
 }
 
 npusimError_t npusimLaunchHostFunc(npusimStream_t stream, npusimHostFn_t fn, void* arg) {
-  return npusimLaunchKernel(stream, fn, arg, nullptr);
+  if (!fn) return npusimErrorInvalidValue;
+  if (auto err = resolve(&stream)) return err;
+  stream->launches.fetch_add(1, std::memory_order_relaxed);
+  run_activity(stream, npusimActivityKernel, nullptr, [&] { run_host_fn(stream, fn, arg); });
+  return npusimSuccess;
 }
 
 npusimError_t npusimLaunchCopy(npusimStream_t stream, npusimHostFn_t fn, void* arg, npusimMemcpyKind kind,
@@ -348,7 +359,7 @@ npusimError_t npusimLaunchCopy(npusimStream_t stream, npusimHostFn_t fn, void* a
   stream->launches.fetch_add(1, std::memory_order_relaxed);
   kind = copy_kind_of(kind);
   run_timed_activity(stream, npusimActivityMemcpy, "memcpy", bytes, copy_cost_ns(kind, bytes),
-                     [&] { run_host_fn(stream, fn, arg); });
+                     [&] { run_device_fn(stream, fn, arg); });
   if (host_waits) host_waits_until(stream->device, stream->sim_ns.load());
   return npusimSuccess;
 }
@@ -365,11 +376,20 @@ npusimError_t npusimMemcpyAsync(void* dst, const void* src, size_t count, npusim
   stream->launches.fetch_add(1, std::memory_order_relaxed);
   run_timed_activity(stream, npusimActivityMemcpy, "memcpy", static_cast<double>(count),
                      copy_cost_ns(copy_kind_of(kind), static_cast<double>(count)), [&] {
+                 if (cost_only.load(std::memory_order_relaxed)) return;
                  npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
                  copy_bytes(dst, src, count);
                });
   return npusimSuccess;
 }
+
+npusimError_t npusimSetCostOnly(int on) {
+  if (on != 0 && on != 1) return npusimErrorInvalidValue;
+  cost_only.store(on == 1);
+  return npusimSuccess;
+}
+
+int npusimCostOnly(void) { return cost_only.load(std::memory_order_relaxed) ? 1 : 0; }
 
 npusimError_t npusimSetHostCopyFn(npusimHostCopyFn_t copy) {
   host_copy.store(copy, std::memory_order_release);
@@ -390,6 +410,7 @@ npusimError_t npusimMemsetAsync(void* dst, int value, size_t count, npusimStream
   stream->launches.fetch_add(1, std::memory_order_relaxed);
   npusimKernelCost cost{"memset", 0, static_cast<double>(count), 0};  // a fill writes every byte
   run_activity(stream, npusimActivityMemset, &cost, [&] {
+    if (cost_only.load(std::memory_order_relaxed)) return;
     npusimDeviceAccessScope device_access;  // protected memory (NPUSIM_PROTECT_MEMORY): open while this runs
     std::memset(dst, value, count);
   });
