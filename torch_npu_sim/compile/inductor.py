@@ -19,9 +19,11 @@ from torch._inductor.codegen.common import (
 )
 from torch._inductor.codegen.cpp import CppScheduling
 from torch._inductor.codegen.wrapper import PythonWrapperCodegen, SubgraphPythonWrapperCodegen
+from torch._inductor.custom_graph_pass import CustomGraphModulePass, get_hash_for_files
 from torch._inductor.virtualized import V
 
 from .. import _private_torch
+from . import kernel_cost as _kernel_cost
 from .flex_attention import install_lowering as _install_flex_lowering
 
 DEVICE_TYPE = "npusim"
@@ -65,6 +67,13 @@ class NpuSimScheduling(CppScheduling):
         with V.graph.set_current_device(_CPU):
             super().flush()
 
+    def define_kernel(self, src_code, nodes, kernel_args=None):
+        kernel_name = super().define_kernel(src_code, nodes, kernel_args)
+        # the kernel's call comes next: the wrapper attaches the cost to it
+        args = self.kernel_group.args if kernel_args is None else kernel_args
+        V.graph.wrapper_code.npusim_next_kernel_cost = (kernel_name, _kernel_cost.fused_kernel_cost(nodes, args))
+        return kernel_name
+
 
 class _NpuSimWrapperMixin:
     def write_header(self) -> None:
@@ -91,7 +100,14 @@ class _NpuSimWrapperMixin:
     def wrap_kernel_call(self, name, call_args):
         # a C++ kernel reads npusim memory through raw pointers: it is a kernel launch, so
         # it runs inside a device-access scope (NPUSIM_PROTECT_MEMORY=1 checks that)
-        return f"npusim_kernel_call({', '.join([name, *call_args])}){self.ending}"
+        # the kernel is named for the simulated clock's breakdown (its own name is "kernel")
+        call_args = [name, *call_args, f"name={name!r}"]
+        cost_name, cost = getattr(self, "npusim_next_kernel_cost", (None, None))
+        self.npusim_next_kernel_cost = (None, None)
+        if cost is not None and cost_name == name:
+            # (flops, bytes, compute class): evaluated at each call, so symbolic sizes are the call's
+            call_args.append(f"cost=({self.codegen_python_sizevar(cost.flops)}, {self.codegen_python_sizevar(cost.nbytes)}, {cost.compute_class})")
+        return f"npusim_kernel_call({', '.join(call_args)}){self.ending}"
 
     def _generate_kernel_call_helper(self, kernel_name, call_args, *, device=None, triton=True, **kwargs):
         device = device or V.graph.get_current_device_or_throw()
@@ -179,11 +195,24 @@ def _patch_cpp_template_generate() -> None:
     CppTemplate.generate = generate
 
 
+class _CodegenFingerprint(CustomGraphModulePass):
+    """A pass that changes nothing, registered so that Inductor's compiled-graph cache keys
+    include this backend's code generation: a wrapper cached before a change to it (the
+    kernels' costs, say) is generated again instead of served stale."""
+
+    def __call__(self, gm) -> None:
+        pass
+
+    def uuid(self) -> bytes:
+        return get_hash_for_files((__file__, _kernel_cost.__file__))
+
+
 def register() -> None:
     _patch_scheduler_is_cpu()
     _patch_cpp_template_generate()
     register_device_op_overrides(DEVICE_TYPE, NpuSimDeviceOpOverrides())
     if get_scheduling_for_device(DEVICE_TYPE) is not NpuSimScheduling:
         # No C++ wrapper (cpp_wrapper=True): its AOTI shims know CPU and CUDA memory only.
-        register_backend_for_device(DEVICE_TYPE, NpuSimScheduling, NpuSimWrapperCodegen)
+        register_backend_for_device(DEVICE_TYPE, NpuSimScheduling, NpuSimWrapperCodegen,
+                                    device_custom_pass=_CodegenFingerprint())
     _install_flex_lowering()

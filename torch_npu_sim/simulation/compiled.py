@@ -1,15 +1,27 @@
 """Simulated time of Inductor-compiled kernels on npusim.
 
 Compiled C++ kernels read npusim memory directly (they are not ATen launches), so each call
-is charged to the current stream here: bytes of the buffers it is given, one operation per
-element of its largest buffer (Inductor's C++ kernels are fused pointwise and reduction
-loops; matmuls and convolutions stay ATen calls, costed by their own formulas).
+is charged to the current stream here. Inductor's wrapper passes each kernel's figures,
+worked out from what it fuses when it was generated (compile/kernel_cost.py): the FLOPs
+of its fused loop bodies, and the bytes of the buffers it really reads and writes in
+global memory (not the intermediates fused away). Matmuls and convolutions stay ATen calls,
+costed by their own formulas.
+
+A call without figures (a kernel whose size expressions the call cannot evaluate, a C++
+template, an ATen fallback through the same helper) is charged by its arguments: bytes of
+every npusim buffer passed, one operation per element of the largest. Setting
+``FUSION_AWARE = False`` charges every call that way, for comparison.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
 _KERNEL = 0  # npusimActivityKernel
+
+# False: ignore the compile-time figures and charge every kernel by its arguments
+FUSION_AWARE = True
 
 
 def kernel_cost(args) -> tuple[float, float, int, torch.device | None]:
@@ -28,6 +40,13 @@ def kernel_cost(args) -> tuple[float, float, int, torch.device | None]:
     return flops, nbytes, compute_class or 0, device
 
 
+def _npusim_device(args) -> torch.device | None:
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.device.type == "npusim":
+            return a.device
+    return None
+
+
 def roofline_ns(flops: float, nbytes: float, compute_class: int) -> int:
     """The runtime's roofline on the current chip: max(flops / peak, bytes / bandwidth) + launch latency."""
     timing = torch.ops.npusim_sim.get_chip_timing()
@@ -35,19 +54,38 @@ def roofline_ns(flops: float, nbytes: float, compute_class: int) -> int:
     return round(max(flops / peak, nbytes / bandwidth) * 1e9 + latency_ns)
 
 
+def _never() -> bool:
+    return False
+
+
+@functools.cache
+def _cost_only_query():
+    """``torch.ops.npusim_sim.cost_only`` (charge kernels without running them), or a query
+    that says no where the runtime has no such mode; looked up once."""
+    ops = torch.ops.npusim_sim
+    return ops.cost_only if hasattr(ops, "cost_only") else _never
+
+
 def costed(call):
-    """`call(kernel, *args)` that also charges the kernel to the stream while the cost model is on."""
+    """`call(kernel, *args)` that also charges the kernel to the stream while the cost model is on.
+
+    ``cost=(flops, bytes, compute class)``, when given, is what the kernel computes and moves;
+    ``name`` names it in the breakdown.
+    """
     ops = torch.ops.npusim_sim
 
-    def npusim_kernel_call(kernel, *args):
-        out = call(kernel, *args)
+    def npusim_kernel_call(kernel, *args, cost=None, name=None):
+        out = None if _cost_only_query()() else call(kernel, *args)
         if ops.cost_model_enabled():
-            flops, nbytes, compute_class, device = kernel_cost(args)
+            if cost is not None and FUSION_AWARE:
+                (flops, nbytes, compute_class), device = cost, _npusim_device(args)
+            else:
+                flops, nbytes, compute_class, device = kernel_cost(args)
             if device is not None:
                 stream = torch.npusim.current_stream(device)
-                name = "inductor::" + getattr(kernel, "__name__", "kernel")
-                ops.charge(stream.stream_id, stream.device_index, stream.device_type, _KERNEL, name, nbytes,
-                           roofline_ns(flops, nbytes, compute_class))
+                name = "inductor::" + (name or getattr(kernel, "__name__", "kernel"))
+                ops.charge(stream.stream_id, stream.device_index, stream.device_type, _KERNEL, name, float(nbytes),
+                           roofline_ns(float(flops), float(nbytes), compute_class))
         return out
 
     return npusim_kernel_call
