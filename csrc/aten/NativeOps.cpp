@@ -72,15 +72,20 @@ npusimMemcpyKind copy_kind(const at::Tensor& dst, const at::Tensor& src) {
   return from_npu ? npusimMemcpyDeviceToHost : npusimMemcpyHostToDevice;
 }
 
-// Cost-only mode: the copy is charged, and the host receives placeholders (NaN, or 0 where the
-// dtype has no NaN), so that programs which only print or log device values keep running.
+// Cost-only mode: device values do not exist. A host read is charged, then gets zeros as
+// placeholders (programs that only print or log values keep running), or is refused when
+// the user asked for that (sim.set_cost_only(True, host_reads="error")).
+void check_host_read(const char* what) {
+  TORCH_CHECK(!simulation::refuse_host_reads(), "npusim cost-only mode: ", what,
+              " reads a device value on the host, which cost-only mode does not compute (host reads are refused; "
+              "host_reads=\"zeros\" gives zeros instead)");
+}
+
 at::Tensor& copy_to_host_without_values(at::Tensor& self, const at::Tensor& src, c10::DeviceIndex device) {
   double bytes = static_cast<double>(self.numel()) * static_cast<double>(src.element_size());
   launch_copy_on_stream(device, [] {}, npusimMemcpyDeviceToHost, bytes, /*host_waits=*/true);
-  if (at::isFloatingType(self.scalar_type()) || at::isComplexType(self.scalar_type()))
-    self.fill_(std::numeric_limits<double>::quiet_NaN());
-  else
-    self.zero_();
+  check_host_read("a copy to host memory (.cpu(), .tolist(), .numpy())");
+  self.zero_();
   return self;
 }
 
@@ -232,19 +237,14 @@ at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
 
 at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
 
-// Cost-only mode: a floating-point value read by the host (a loss or a norm being logged) is a
-// NaN placeholder; an integer or boolean one usually decides control flow or a shape, so it
-// is refused rather than guessed.
 c10::Scalar local_scalar_without_value(const at::Tensor& self) {
   launch_copy_on_stream(self.device().index(), [] {}, npusimMemcpyDeviceToHost,
                         static_cast<double>(self.element_size()), /*host_waits=*/true);
-  if (at::isFloatingType(self.scalar_type())) return c10::Scalar(std::numeric_limits<double>::quiet_NaN());
-  if (at::isComplexType(self.scalar_type()))
-    return c10::Scalar(c10::complex<double>(std::numeric_limits<double>::quiet_NaN(), 0));
-  TORCH_CHECK(false, "npusim cost-only mode: reading a ", self.scalar_type(),
-              " device value on the host (.item(), bool(), int(), .tolist()) needs its value, which cost-only mode "
-              "does not compute; floating-point reads return NaN placeholders, integer and boolean reads are refused "
-              "because they usually decide control flow or shapes");
+  check_host_read("Tensor.item() (or bool(), int(), float())");
+  if (at::isFloatingType(self.scalar_type())) return c10::Scalar(0.0);
+  if (at::isComplexType(self.scalar_type())) return c10::Scalar(c10::complex<double>(0, 0));
+  if (self.scalar_type() == at::kBool) return c10::Scalar(false);
+  return c10::Scalar(static_cast<int64_t>(0));
 }
 
 c10::Scalar local_scalar_dense(const at::Tensor& self) {

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <atomic>
 #include <string>
 
 #include "aten/CpuAlias.h"
@@ -191,6 +192,13 @@ c10::DeviceIndex first_npusim_device(const torch::jit::Stack& stack, size_t num_
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> refuse_reads{false};
+}  // namespace
+
+void set_refuse_host_reads(bool refuse) { refuse_reads.store(refuse); }
+bool refuse_host_reads() { return refuse_reads.load(std::memory_order_relaxed); }
 
 void run_without_values(const c10::OperatorHandle& op, torch::jit::Stack* stack, c10::DeviceIndex device) {
   WithoutValues(op, device).run(stack);

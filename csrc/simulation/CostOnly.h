@@ -13,6 +13,11 @@ namespace torch_npu_sim::simulation {
 
 inline bool cost_only() { return npusimCostOnly() != 0; }
 
+// Host reads of device values in cost-only mode (.item(), .cpu(), .tolist()): zeros as
+// placeholders (the default: programs that only log values keep running), or refused.
+void set_refuse_host_reads(bool refuse);
+bool refuse_host_reads();
+
 // Runs `op` on `stack` without values on `device` (see above). Ops whose outputs depend on
 // values (nonzero, masked_select, .item() of an integer, ...) raise an error naming the op.
 void run_without_values(const c10::OperatorHandle& op, torch::jit::Stack* stack, c10::DeviceIndex device);

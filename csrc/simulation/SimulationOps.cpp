@@ -11,6 +11,7 @@
 
 #include "core/Runtime.h"
 #include "core/Stream.h"
+#include "simulation/CostOnly.h"
 
 namespace torch_npu_sim::simulation {
 namespace {
@@ -228,6 +229,8 @@ TORCH_LIBRARY(npusim_sim, m) {
   m.def("reset() -> ()", [] { NPUSIM_CHECK(npusimResetSimulatedTime()); });
   m.def("set_cost_only(bool on) -> ()", [](bool on) { NPUSIM_CHECK(npusimSetCostOnly(on ? 1 : 0)); });
   m.def("cost_only() -> bool", [] { return npusimCostOnly() != 0; });
+  m.def("set_refuse_host_reads(bool refuse) -> ()", [](bool refuse) { set_refuse_host_reads(refuse); });
+  m.def("refuse_host_reads() -> bool", [] { return refuse_host_reads(); });
 }
 
 }  // namespace torch_npu_sim::simulation

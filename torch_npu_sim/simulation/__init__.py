@@ -24,13 +24,14 @@ import torch
 from . import chips
 from .chips import PRESETS, ChipSpec
 from .cost_only import cost_only, is_cost_only, set_cost_only
+from .cost_only import host_reads as cost_only_host_reads
 from . import efficiency as _efficiency
 from .efficiency import Efficiency, efficiency_mode, get_efficiency, kernel_time_ns, set_efficiency
 
 __all__ = [
     "ChipSpec", "PRESETS", "OpStat", "get_chip", "set_chip", "enable", "disable", "enabled",
     "set_simulated_timing", "simulated_timing", "sim_time", "sim_time_ns", "reset", "breakdown",
-    "format_breakdown", "apply_environment", "cost_only", "set_cost_only", "is_cost_only",
+    "format_breakdown", "apply_environment", "cost_only", "set_cost_only", "is_cost_only", "cost_only_host_reads",
     "Efficiency", "set_efficiency", "get_efficiency", "efficiency_mode", "kernel_time_ns",
 ]
 
@@ -170,7 +171,10 @@ def apply_environment() -> None:
     if only is not None:
         if only.strip() not in ("0", "1"):
             raise ValueError(f"NPUSIM_COST_ONLY must be 0 or 1, got {only!r}")
-        set_cost_only(only.strip() == "1")
+        reads = os.environ.get("NPUSIM_COST_ONLY_HOST_READS")
+        if reads is not None and reads.strip() not in ("zeros", "error"):
+            raise ValueError(f"NPUSIM_COST_ONLY_HOST_READS must be zeros or error, got {reads!r}")
+        set_cost_only(only.strip() == "1", reads.strip() if reads else None)
     timing = os.environ.get("NPUSIM_SIM_TIMING")
     if timing is not None:
         if timing.strip() not in ("0", "1"):

@@ -17,10 +17,11 @@ Values do not exist, so:
 
 - ops whose output *shapes* depend on values (``nonzero``, ``masked_select``, ``unique``,
   boolean-mask indexing) raise an error naming the op;
-- a floating-point value read by the host (``loss.item()``, a grad norm being logged) is a
-  NaN placeholder; copies to host memory fill it with NaN (0 for integer dtypes);
-- reading an integer or boolean device value on the host (``int(t)``, ``if t.any():``) raises,
-  because such reads usually decide control flow or shapes;
+- a device value read by the host (``loss.item()``, ``int(tokens)``, ``.cpu()``, a grad norm
+  being logged) is charged as the copy it is and gives zeros (0, 0.0, False) as placeholders,
+  so that programs which only log values keep running (a zero loss is finite, where NaN would
+  trip training loops' finiteness checks). A zero that decides control flow takes that branch:
+  ``host_reads="error"`` refuses every host read instead, naming it, to find such reads;
 - tensors computed in cost-only mode hold no meaningful values afterwards.
 
     >>> from torch_npu_sim import simulation as sim
@@ -29,7 +30,8 @@ Values do not exist, so:
     ...     step(model, batch)
     >>> sim.sim_time(), torch.npusim.max_memory_allocated()
 
-``NPUSIM_COST_ONLY=1`` turns it on for a whole process (read when torch_npu_sim loads).
+``NPUSIM_COST_ONLY=1`` turns it on for a whole process (read when torch_npu_sim loads);
+``NPUSIM_COST_ONLY_HOST_READS=error`` refuses host reads.
 """
 from __future__ import annotations
 
@@ -40,17 +42,29 @@ import torch
 __all__ = ["cost_only", "set_cost_only", "is_cost_only"]
 
 
-def set_cost_only(on: bool = True) -> None:
+HOST_READS = ("zeros", "error")
+
+
+def set_cost_only(on: bool = True, host_reads: str | None = None) -> None:
     """Turns cost-only execution on or off for the whole process (every thread and device).
 
     Turning it on also turns the cost model on. Set it before the work to be predicted starts.
+    ``host_reads``: "zeros" (the default) or "error" (see the module's docstring); None keeps it.
     """
     if not isinstance(on, bool):
         raise TypeError(f"set_cost_only expects a bool, got {type(on).__name__}")
+    if host_reads is not None and host_reads not in HOST_READS:
+        raise ValueError(f"host_reads must be one of {HOST_READS}, got {host_reads!r}")
     ops = torch.ops.npusim_sim
+    if host_reads is not None:
+        ops.set_refuse_host_reads(host_reads == "error")
     if on:
         ops.set_cost_model(True)
     ops.set_cost_only(on)
+
+
+def host_reads() -> str:
+    return "error" if torch.ops.npusim_sim.refuse_host_reads() else "zeros"
 
 
 def is_cost_only() -> bool:
@@ -58,11 +72,11 @@ def is_cost_only() -> bool:
 
 
 @contextlib.contextmanager
-def cost_only():
-    """Cost-only execution inside the block; the previous setting is restored after it."""
-    before = is_cost_only()
-    set_cost_only(True)
+def cost_only(host_reads: str | None = None):
+    """Cost-only execution inside the block; the previous settings are restored after it."""
+    before, reads_before = is_cost_only(), globals()["host_reads"]()
+    set_cost_only(True, host_reads)
     try:
         yield
     finally:
-        set_cost_only(before)
+        set_cost_only(before, reads_before)
