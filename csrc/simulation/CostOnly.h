@@ -28,7 +28,8 @@ void without_values_boxed(const c10::OperatorHandle& op, torch::jit::Stack* stac
 
 template <class Sig, class... Args>
 decltype(auto) without_values(const char* name, const char* overload, Args&&... args) {
-  static const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+  // looked up per call: natives of one signature (add/sub, mul/div) share this instantiation
+  const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
   return c10::impl::BoxedKernelWrapper<Sig>::call(c10::BoxedKernel::makeFromFunction<&without_values_boxed>(), op,
                                                   c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
                                                   std::forward<Args>(args)...);

@@ -34,7 +34,7 @@ def h100():
 # A program is a list of steps over a growing list of tensors; each step names an op and which
 # earlier tensors it reads (by index modulo the list's length), so every program is valid.
 
-OPS = ("matmul", "add", "add_scalar", "mul_", "relu", "softmax", "sum", "transpose_contig", "slice", "cat",
+OPS = ("matmul", "add", "sub", "mul", "div", "div_", "add_scalar", "mul_", "relu", "softmax", "sum", "transpose_contig", "slice", "cat",
        "index_select", "layer_norm", "to_other_dtype", "expand_contig", "where", "silu_mul", "view_flat")
 
 
@@ -50,6 +50,11 @@ def run_program(steps, dims, dtype, device="npusim"):
             out = x @ y.transpose(-2, -1) if fits else x.float().sum()
         elif op == "add":
             out = x + y if x.shape == y.shape and x.dtype == y.dtype else x + 1
+        elif op in ("sub", "mul", "div"):
+            fn = {"sub": torch.sub, "mul": torch.mul, "div": torch.div}[op]
+            out = fn(x, y) if x.shape == y.shape and x.dtype == y.dtype else fn(x, 3)
+        elif op == "div_":
+            out = x.div_(y) if x.shape == y.shape and x.dtype == y.dtype and x.is_floating_point() else x / 2
         elif op == "add_scalar":
             out = x + 0.5
         elif op == "mul_":
