@@ -27,6 +27,24 @@ double attention_flops(const at::Tensor* q, const at::Tensor* k, const at::Tenso
   return backward ? 2 * bh * s * t * (3 * d + 2 * dv) : 2 * bh * s * t * (d + dv);
 }
 
+// A causal attention kernel skips the masked-out blocks: the share of the [s, t] scores it
+// computes under torch's top-left aligned causal mask (row i keeps min(i + 1, t) columns).
+// flop_counter (and MFU formulas) count the full square; time follows the work done.
+double causal_fraction(const c10::FunctionSchema& schema, c10::ArrayRef<c10::IValue> args) {
+  if (op_class_of(schema.name()) != npusimOpClassAttention) return 1.0;
+  auto index = schema.argumentIndexWithName("is_causal");
+  if (!index || *index >= args.size() || !args[*index].isBool() || !args[*index].toBool()) return 1.0;
+  bool backward = schema.name().find("backward") != std::string::npos;
+  const at::Tensor* q = tensor_at(args, backward ? 1 : 0);
+  const at::Tensor* k = tensor_at(args, backward ? 2 : 1);
+  if (!q || !k || q->dim() != 4 || k->dim() != 4) return 1.0;
+  double s = q->size(2), t = k->size(2);
+  if (s <= 0 || t <= 0) return 1.0;
+  double full_rows = std::max(0.0, s - t);  // rows i >= t keep all t columns
+  double partial = std::min(s, t);          // rows i < t keep i + 1 columns
+  return (partial * (partial + 1) / 2 + full_rows * t) / (s * t);
+}
+
 }  // namespace
 
 // flop_counter's conv_flop_count: 2 * batch * prod(spatial) * c_out * c_in/groups * prod(kernel),
@@ -122,7 +140,7 @@ OpCost::OpCost(const c10::FunctionSchema& schema, c10::ArrayRef<c10::IValue> arg
   }
   double flops = formula_flops(schema.name(), args);
   if (flops >= 0) {
-    cost_.flops = flops;
+    cost_.flops = flops * causal_fraction(schema, args);
     formula_ = true;
   }
   // a convolution's FLOPs need its output's size: kept for add_results

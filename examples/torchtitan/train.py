@@ -127,6 +127,90 @@ def _record_losses(path: str) -> None:
     MetricsProcessor.log = log_and_record
 
 
+def _record_simulated_steps(path: str) -> None:
+    """Writes each step's simulated time and the peak device memory so far to a JSON file per rank.
+
+    Used with NPUSIM_COST_ONLY=1 and NPUSIM_CHIP (examples/predict_llama.py): the step runs
+    without values on the simulated chip; its time is the simulated clock, not the host's.
+    """
+    import json
+    from torchtitan.trainer import Trainer
+    from torch_npu_sim import simulation as sim
+
+    step = Trainer.train_step
+    records = []
+
+    def device_time_ns() -> int:
+        # after a device synchronisation the host's simulated time is when the device's last
+        # work ended; a zero-length marker on the current stream starts there
+        torch.npusim.synchronize()
+        stream = torch.npusim.current_stream()
+        torch.ops.npusim_sim.charge(stream.stream_id, stream.device_index, stream.device_type, 0,
+                                    "npusim::step_boundary", 0.0, 0)
+        return sim.sim_time_ns()
+
+    from torchtitan.components.metrics import DeviceMemoryMonitor
+
+    peak_stats = DeviceMemoryMonitor.get_peak_stats
+    last_peak = {}
+
+    def recorded_peak_stats(self):
+        # torchtitan reads (and then resets) the device's peak memory when it logs a step
+        stats = peak_stats(self)
+        last_peak.update(max_active_gib=stats.max_active_gib, max_reserved_gib=stats.max_reserved_gib)
+        return stats
+
+    DeviceMemoryMonitor.get_peak_stats = recorded_peak_stats
+
+    def timed_train_step(self, data_iterator):
+        torch.npusim.synchronize()
+        sim.reset()  # clocks and per-op totals: this step's alone
+        start = device_time_ns()
+        result = step(self, data_iterator)
+        end = device_time_ns()
+        records.append({"step": self.step, "sim_ns": end - start, **last_peak})
+        last_peak.clear()
+        report = {"rank": int(os.environ.get("RANK", "0")), "world": int(os.environ.get("WORLD_SIZE", "1")),
+                  "chip": sim.get_chip().name, "cost_only": sim.is_cost_only(),
+                  "flops_per_token": getattr(self.metrics_processor, "num_flops_per_token", None),
+                  "local_batch": self.config.training.local_batch_size, "seq_len": self.config.training.seq_len,
+                  "steps": records,
+                  "breakdown": [[s.name, s.kind, s.count, s.flops, s.bytes, s.sim_ns] for s in sim.breakdown()[:40]]}
+        with open(f"{path}.rank{report['rank']}.json", "w") as f:
+            json.dump(report, f)
+        return result
+
+    Trainer.train_step = timed_train_step
+
+
+def _causal_sdpa_attention() -> None:
+    """Runs torchtitan's FlexAttention layers as causal scaled-dot-product attention.
+
+    torchtitan 0.3.0 builds Llama 3 with FlexAttention only (it refuses its SDPA backend for
+    language models), which GPUs run as one fused kernel; npusim's CPU code generation
+    unfuses it (the scores materialised), so its predicted time and memory would not be a
+    GPU's. With the plain causal mask (no document masking) the two compute the same
+    attention, and SDPA is charged as one fused causal attention kernel, as the published
+    runs used (torchtitan's performance figures predate FlexAttention).
+    """
+    import torch.nn.functional as F
+    from torchtitan.models.common.attention import FlexAttention
+
+    def causal_sdpa(q, k, v, *, score_mod, block_mask, scale, enable_gqa, return_aux, kernel_options):
+        if score_mod is not None or return_aux.lse:
+            raise NotImplementedError("TITAN_ATTENTION=causal_sdpa: score_mod and lse outputs need FlexAttention")
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=enable_gqa), None
+
+    FlexAttention._compiled_flex_attn = staticmethod(causal_sdpa)
+    # selective activation checkpointing saves FlexAttention's output (torchtitan's save list);
+    # the stand-in must be saved alike, not recomputed
+    from torchtitan.distributed import activation_checkpoint
+
+    default_save_ops = activation_checkpoint._get_default_save_ops
+    activation_checkpoint._get_default_save_ops = lambda: set(default_save_ops()) | {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default}
+
+
 def main() -> None:
     if not hasattr(dist, "set_timeout"):
         dist.set_timeout = _set_timeout
@@ -140,6 +224,10 @@ def main() -> None:
         _eager_flex_attention()
     if os.environ.get("TITAN_LOSS_FILE"):
         _record_losses(os.environ["TITAN_LOSS_FILE"])
+    if os.environ.get("TITAN_ATTENTION") == "causal_sdpa":
+        _causal_sdpa_attention()
+    if os.environ.get("TITAN_SIM_REPORT"):
+        _record_simulated_steps(os.environ["TITAN_SIM_REPORT"])
     from torchtitan.train import main as titan_main
 
     titan_main()
