@@ -217,3 +217,29 @@ def test_environment_variable(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "0.0"]
+
+
+def test_profiler_and_chrome_trace_keep_working(h100, tmp_path):
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from torch_npu_sim.simulation import trace
+
+    with sim.cost_only():
+        x = torch.empty(4096, 4096, dtype=torch.bfloat16, device="npusim")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.PrivateUse1]) as prof:
+            for _ in range(3):
+                y = x @ x
+            torch.npusim.synchronize()
+        with trace.record_activities() as rec:
+            y = (x @ x).relu()
+            torch.npusim.synchronize()
+    kernels = {e.key: e for e in prof.key_averages() if e.device_type == DeviceType.PrivateUse1}
+    assert kernels["aten::mm"].count == 3 and kernels["aten::mm"].self_device_time_total > 0
+    names = [a.name for a in rec.activities]
+    assert names == ["aten::mm", "aten::relu"]
+    mm = rec.activities[0]
+    assert mm.flops == 2 * 4096 ** 3 and mm.sim_end_ns - mm.sim_start_ns > 100_000  # ~140 us of H100 time
+    path = trace.write_chrome_trace(str(tmp_path / "t.json"), rec.activities)
+    events = [e for e in __import__("json").load(open(path))["traceEvents"] if e["ph"] == "X"]
+    assert [e["name"] for e in events] == names
