@@ -52,6 +52,7 @@ _INDUCTOR = "torch_npu_sim/compile/inductor.py"
 _FLEX = "torch_npu_sim/compile/flex_attention.py"
 _COMPILE = "torch_npu_sim/compile/__init__.py"
 _TRITON_CODEGEN = "torch_npu_sim/compile/triton_codegen.py"
+_KERNEL_COST = "torch_npu_sim/compile/kernel_cost.py"
 _DEFAULT_BACKEND = "torch_npu_sim/distributed/_default_backend.py"
 _DIST = "torch_npu_sim/distributed/__init__.py"
 _SHRUNK = "torch_npu_sim/distributed/_shrunk_group.py"
@@ -115,6 +116,19 @@ APIS: tuple[PrivateApi, ...] = (
     PrivateApi("torch._inductor.codegen.cpp_template:CppTemplate.generate", _INDUCTOR,
                "wrapped: C++ templates render npusim kernels with the CPU as the current device",
                params=("self",), patched=True),
+    # --- what compiled kernels compute, for the simulated clock (compile/kernel_cost.py) ----
+    PrivateApi("torch._inductor.ir:TemplateBuffer", _KERNEL_COST, "C++ templates (GEMM, flex attention) are "
+               "charged Inductor's FLOP formula for their op"),
+    PrivateApi("torch._inductor.utils:sympy_product", _KERNEL_COST, "iteration counts of loop bodies"),
+    PrivateApi("torch._inductor.dependencies:MemoryDep", _KERNEL_COST, "the buffers a kernel really reads and writes"),
+    PrivateApi("torch._inductor.dependencies:WeakDep", _KERNEL_COST, "ordering-only dependencies, not memory traffic"),
+    PrivateApi("torch._inductor.loop_body:MemoryUsageType", _KERNEL_COST, "loads and stores of a loop body",
+               members=("LOAD", "STORE", "STORE_REDUCTION")),
+    PrivateApi("torch._inductor.custom_graph_pass:CustomGraphModulePass", _INDUCTOR,
+               "a no-op pass whose uuid puts npusim's code generation into Inductor's cache key",
+               members=("uuid",)),
+    PrivateApi("torch._inductor.custom_graph_pass:get_hash_for_files", _INDUCTOR,
+               "the hash of npusim's code generation files"),
     # --- torch.compile option npusim_codegen="triton" (compile/triton_codegen.py) ----
     PrivateApi("torch._inductor.codegen.triton:TritonScheduling", _TRITON_CODEGEN,
                "npusim's scheduling during a Triton-mode compilation"),
@@ -415,6 +429,8 @@ CPP_PRIVATE_USES: tuple[tuple[str, str, str], ...] = (
     ("ATen/core/dispatch/OperatorOptions.h", "csrc/aten/OpRouting.cpp", "operator routing"),
     ("ATen/detail/PrivateUse1HooksInterface.h", "csrc/core/Hooks.cpp", "PrivateUse1 hooks"),
     ("c10/core/impl/DeviceGuardImplInterface.h", "csrc/core/DeviceGuard.cpp", "device guard"),
+    ("c10/core/impl/LocalDispatchKeySet.h", "csrc/aten/Attention.cpp",
+     "the attention kernel choice bypasses Python dispatch (fake-tensor modes under torch.compile)"),
     ("torch/csrc/profiler/stubs/base.h", "csrc/core/ProfilerStubs.cpp",
      "PrivateUse1 profiler stubs (use_device='npusim')"),
     ("kineto/IActivityProfiler.h", "csrc/core/ProfilerKineto.cpp",
