@@ -122,10 +122,10 @@ class WithoutValues {
   void update_mutated_arguments() {
     for (auto& a : aliased_) {
       if (a.meta->nbytes() > a.original->nbytes()) {
-        TORCH_CHECK(a.original->device().type() == kNpu || a.original->resizable(),
-                    "npusim cost-only mode: ", op_.schema().name(), " resized a host tensor's storage");
-        if (a.original->device().type() == kNpu) resize_storage_bytes(a.original, a.meta->nbytes());
-        else a.original->set_nbytes(a.meta->nbytes());
+        // host tensors here are scalars and index lists, which no kernel resizes
+        TORCH_CHECK(a.original->device().type() == kNpu, "npusim cost-only mode: ", op_.schema().name(),
+                    " resized a host tensor's storage");
+        resize_storage_bytes(a.original, a.meta->nbytes());
       }
     }
     for (size_t i = 0; i < originals_.size(); ++i) {

@@ -115,6 +115,47 @@ TITAN_PERF = ("torchtitan docs/performance.md (github.com/pytorch/torchtitan): L
               "96 GB HBM2e, 2.4 TB/s memory bandwidth, 500 W power limit, NVLink within the host")
 RK3588 = "Rockchip RK3588 datasheet: NPU 6 TOPS INT8, 3 cores; LPDDR4x/LPDDR5 memory"
 
+H100_SXM5_80GB = ChipSpec(
+    name="h100-sxm5-80gb", peak_flops_fp32=67e12, peak_flops_bf16=989.4e12, peak_flops_int8=1978.9e12,
+    memory_bandwidth=3350 * GB, memory_capacity=80 * GiB, cores=132, launch_latency_s=5e-6,
+    h2d_bandwidth=50 * GB, d2h_bandwidth=50 * GB, host_link_latency_s=10e-6,
+    link_bandwidth=450 * GB, link_latency_s=5e-6, topology="switch",
+    sources={
+        "peak_flops_fp32": H100_DATASHEET + ": FP32 67 TFLOPS (SXM)",
+        "peak_flops_bf16": H100_DATASHEET + ": BF16 Tensor Core 1,979 TFLOPS with sparsity = 989.4 dense",
+        "peak_flops_int8": H100_DATASHEET + ": INT8 Tensor Core 3,958 TOPS with sparsity = 1,979 dense",
+        "memory_bandwidth": H100_DATASHEET + ": HBM3 3.35 TB/s (SXM)",
+        "memory_capacity": H100_DATASHEET + ": 80GB",
+        "cores": H100_WHITEPAPER + ": 132 SMs (SXM5)",
+        "launch_latency_s": LAUNCH,
+        "h2d_bandwidth": PCIE5, "d2h_bandwidth": PCIE5,
+        "host_link_latency_s": "assumed: about 10 us per PCIe DMA transfer",
+        "link_bandwidth": H100_DATASHEET + ": NVLink 900 GB/s (both directions) = 450 GB/s per direction",
+        "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
+        "topology": "HGX H100 8-GPU: NVSwitch, all-to-all",
+        "ranks_per_node": DGX_H100 + ": 8 GPUs per system",
+        "node_bandwidth": DGX_H100 + ": 8 ConnectX-7 400 Gb/s InfiniBand/Ethernet for compute, one per GPU = 50 GB/s",
+        "node_latency_s": IB_LATENCY,
+    },
+    ranks_per_node=8, node_bandwidth=50 * GB, node_latency_s=10e-6,
+)
+H100_SXM5_96GB = dataclasses.replace(
+    H100_SXM5_80GB, name="h100-sxm5-96gb", memory_bandwidth=2400 * GB, memory_capacity=96 * GiB,
+    sources={
+        **H100_SXM5_80GB.sources,
+        "memory_bandwidth": TITAN_PERF + ": 96 GB HBM2e, 2.4 TB/s memory bandwidth",
+        "memory_capacity": TITAN_PERF + ": 96 GB HBM2e",
+        "peak_flops_fp32": H100_DATASHEET + ": the H100 SXM5 compute figures (same GH100 die, 132 SMs); "
+                           "the 500 W power limit (TITAN_PERF) is below the 700 W of the datasheet, so sustained "
+                           "clocks and achievable rates are lower than on the 80 GB SXM5",
+        "peak_flops_bf16": H100_DATASHEET + ": BF16 Tensor Core 989.4 TFLOPS dense (as the 80 GB SXM5)",
+        "peak_flops_int8": H100_DATASHEET + ": INT8 1,979 TOPS dense (as the 80 GB SXM5)",
+        "link_bandwidth": TITAN_PERF + ": NVLink within the host; " + H100_DATASHEET + ": 900 GB/s both directions",
+        "ranks_per_node": TITAN_PERF + ": 8 GPUs in one host",
+        "node_bandwidth": "assumed: as DGX H100, one 400 Gb/s link per GPU = 50 GB/s",
+    },
+)
+
 # Keyed by lower-case name; set_chip also accepts any case.
 PRESETS: dict[str, ChipSpec] = {
     spec.name.lower(): spec
@@ -151,56 +192,8 @@ PRESETS: dict[str, ChipSpec] = {
             },
             ranks_per_node=8, node_bandwidth=25 * GB, node_latency_s=10e-6,
         ),
-        ChipSpec(
-            name="h100-sxm5-80gb", peak_flops_fp32=67e12, peak_flops_bf16=989.4e12, peak_flops_int8=1978.9e12,
-            memory_bandwidth=3350 * GB, memory_capacity=80 * GiB, cores=132, launch_latency_s=5e-6,
-            h2d_bandwidth=50 * GB, d2h_bandwidth=50 * GB, host_link_latency_s=10e-6,
-            link_bandwidth=450 * GB, link_latency_s=5e-6, topology="switch",
-            sources={
-                "peak_flops_fp32": H100_DATASHEET + ": FP32 67 TFLOPS (SXM)",
-                "peak_flops_bf16": H100_DATASHEET + ": BF16 Tensor Core 1,979 TFLOPS with sparsity = 989.4 dense",
-                "peak_flops_int8": H100_DATASHEET + ": INT8 Tensor Core 3,958 TOPS with sparsity = 1,979 dense",
-                "memory_bandwidth": H100_DATASHEET + ": HBM3 3.35 TB/s (SXM)",
-                "memory_capacity": H100_DATASHEET + ": 80GB",
-                "cores": H100_WHITEPAPER + ": 132 SMs (SXM5)",
-                "launch_latency_s": LAUNCH,
-                "h2d_bandwidth": PCIE5, "d2h_bandwidth": PCIE5,
-                "host_link_latency_s": "assumed: about 10 us per PCIe DMA transfer",
-                "link_bandwidth": H100_DATASHEET + ": NVLink 900 GB/s (both directions) = 450 GB/s per direction",
-                "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
-                "topology": "HGX H100 8-GPU: NVSwitch, all-to-all",
-                "ranks_per_node": DGX_H100 + ": 8 GPUs per system",
-                "node_bandwidth": DGX_H100 + ": 8 ConnectX-7 400 Gb/s InfiniBand/Ethernet for compute, one per GPU = 50 GB/s",
-                "node_latency_s": IB_LATENCY,
-            },
-            ranks_per_node=8, node_bandwidth=50 * GB, node_latency_s=10e-6,
-        ),
-        ChipSpec(
-            name="h100-sxm5-96gb", peak_flops_fp32=67e12, peak_flops_bf16=989.4e12, peak_flops_int8=1978.9e12,
-            memory_bandwidth=2400 * GB, memory_capacity=96 * GiB, cores=132, launch_latency_s=5e-6,
-            h2d_bandwidth=50 * GB, d2h_bandwidth=50 * GB, host_link_latency_s=10e-6,
-            link_bandwidth=450 * GB, link_latency_s=5e-6, topology="switch",
-            ranks_per_node=8, node_bandwidth=50 * GB, node_latency_s=10e-6,
-            sources={
-                "memory_bandwidth": TITAN_PERF + ": 96 GB HBM2e, 2.4 TB/s memory bandwidth",
-                "memory_capacity": TITAN_PERF + ": 96 GB HBM2e",
-                "peak_flops_fp32": H100_DATASHEET + ": the H100 SXM5 compute figures (same GH100 die, 132 SMs); "
-                                   "the 500 W power limit (TITAN_PERF) is below the 700 W of the datasheet, so sustained "
-                                   "clocks and achievable rates are lower than on the 80 GB SXM5",
-                "peak_flops_bf16": H100_DATASHEET + ": BF16 Tensor Core 989.4 TFLOPS dense (as the 80 GB SXM5)",
-                "peak_flops_int8": H100_DATASHEET + ": INT8 1,979 TOPS dense (as the 80 GB SXM5)",
-                "cores": H100_WHITEPAPER + ": 132 SMs (SXM5)",
-                "launch_latency_s": LAUNCH,
-                "h2d_bandwidth": PCIE5, "d2h_bandwidth": PCIE5,
-                "host_link_latency_s": "assumed: about 10 us per PCIe DMA transfer",
-                "link_bandwidth": TITAN_PERF + ": NVLink within the host; " + H100_DATASHEET + ": 900 GB/s both directions",
-                "link_latency_s": "assumed: about 5 us per NVLink message (NCCL small-message latency)",
-                "topology": "HGX H100 8-GPU: NVSwitch, all-to-all",
-                "ranks_per_node": TITAN_PERF + ": 8 GPUs in one host",
-                "node_bandwidth": "assumed: as DGX H100, one 400 Gb/s link per GPU = 50 GB/s",
-                "node_latency_s": IB_LATENCY,
-            },
-        ),
+        H100_SXM5_80GB,
+        H100_SXM5_96GB,
         ChipSpec(
             name="edge-npu", peak_flops_fp32=0.1e12, peak_flops_bf16=1.5e12, peak_flops_int8=6e12,
             memory_bandwidth=34 * GB, memory_capacity=4 * GiB, cores=3, launch_latency_s=20e-6,

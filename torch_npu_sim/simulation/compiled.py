@@ -47,11 +47,10 @@ def _npusim_device(args) -> torch.device | None:
     return None
 
 
-def roofline_ns(flops: float, nbytes: float, compute_class: int) -> int:
-    """The runtime's roofline on the current chip: max(flops / peak, bytes / bandwidth) + launch latency."""
-    timing = torch.ops.npusim_sim.get_chip_timing()
-    peak, bandwidth, latency_ns = timing[compute_class], timing[3], timing[4]
-    return round(max(flops / peak, nbytes / bandwidth) * 1e9 + latency_ns)
+def kernel_ns(flops: float, nbytes: float, compute_class: int) -> int:
+    """What the runtime charges a kernel of this cost on the current chip (its roofline, with the
+    per-op-class efficiency when calibrated efficiency is on): one formula, the runtime's."""
+    return int(torch.ops.npusim_sim.kernel_time_ns(flops, nbytes, compute_class, 0))  # op class: other
 
 
 def _never() -> bool:
@@ -85,7 +84,7 @@ def costed(call):
                 stream = torch.npusim.current_stream(device)
                 name = "inductor::" + (name or getattr(kernel, "__name__", "kernel"))
                 ops.charge(stream.stream_id, stream.device_index, stream.device_type, _KERNEL, name, float(nbytes),
-                           roofline_ns(float(flops), float(nbytes), compute_class))
+                           kernel_ns(float(flops), float(nbytes), compute_class))
         return out
 
     return npusim_kernel_call
